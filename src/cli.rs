@@ -1,0 +1,251 @@
+//! The command implementations behind `main`: logging set-up, `ingest`,
+//! `run`, `produce`, `demo` and the taxonomy listing.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::watch;
+
+use bouncelens::config::Config;
+use bouncelens::ingest::{ingest_input, open_decompressed};
+use bouncelens::query;
+use bouncelens::sink::{Committer, Layout, Totals};
+use bouncelens::stream::{StopWhen, StreamJob};
+use bouncelens::taxonomy::{CATEGORY_IDS, Classifier, Taxonomy};
+
+/// The real Postfix log the demo replays.
+const DEMO_LOG: &[u8] = include_bytes!("../examples/postfix-mail.log");
+
+/// The demo's closing report: one row per organisation.
+const DEMO_REPORT_SQL: &str = include_str!("../queries/demo_org_overview.sql");
+
+pub fn init_logging(config: &Config, quiet: bool) {
+    let default = if quiet { "warn" } else { config.log.level.as_str() };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOUNCELENS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if config.log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn committer(config: &Config) -> Result<Committer> {
+    Ok(Committer::new(Layout::new(&config.data_dir), config.zone()?))
+}
+
+pub fn ingest(config: &Config, classifier: &Classifier, inputs: &[String]) -> Result<ExitCode> {
+    let committer = committer(config)?;
+    committer.check_writable()?;
+    let settings = crate::decode_settings(config)?;
+    let mut all = Totals::default();
+    for input in inputs {
+        let report = ingest_input(
+            input,
+            &committer,
+            classifier,
+            &settings,
+            &config.flush,
+            config.dead_letter.max_raw_bytes,
+        )?;
+        let t = report.totals;
+        eprintln!(
+            "{input}: consumed {} lines: {} deliveries ({} rows), {} dead-lettered, {} without a delivery; {} already ingested before; {} files",
+            t.consumed, t.written, t.rows, t.dead_lettered, t.skipped, report.already_written, report.files
+        );
+        all.add(&t);
+    }
+    println!("{}", serde_json::to_string(&all)?);
+    eprintln!("data written under {}", config.data_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_stream(config: Config, classifier: Classifier, until_drained: bool) -> Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let settings = crate::decode_settings(&config)?;
+        let committer = committer(&config)?;
+        let job = StreamJob::new(config.clone(), classifier, settings);
+        if !config.metrics.listen.is_empty() {
+            let (listener, addr) = bouncelens::serve::bind(&config.metrics.listen)
+                .await
+                .with_context(|| format!("cannot listen on metrics.listen {}", config.metrics.listen))?;
+            tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+            tokio::spawn(bouncelens::serve::serve(listener, job.health(), committer.clone()));
+        } else {
+            bouncelens::serve::install_metrics();
+        }
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = tx.send(true);
+        });
+        let stop = if until_drained { StopWhen::Drained } else { StopWhen::Signalled };
+        let summary = job.run(stop, rx).await?;
+        let t = summary.totals;
+        eprintln!(
+            "consumed {} messages: {} deliveries, {} dead-lettered, {} without a delivery ({} already written before, skipped)",
+            t.consumed, t.written, t.dead_lettered, t.skipped, summary.replayed
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler can be installed");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Sends every non-empty line of `files` to `topic`; returns how many.
+pub fn produce(brokers: &str, topic: &str, files: &[PathBuf], config: &Config) -> Result<u64> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers).set("linger.ms", "20").set("message.timeout.ms", "60000");
+        for (k, v) in &config.kafka.librdkafka {
+            c.set(k, v);
+        }
+        let producer: FutureProducer = c.create().context("cannot create the Kafka producer")?;
+        let mut sent = 0u64;
+        for file in files {
+            let reader = open_decompressed(file).with_context(|| format!("cannot read {}", file.display()))?;
+            sent += send_lines(&producer, topic, reader).await?;
+        }
+        Ok(sent)
+    })
+}
+
+async fn send_lines(producer: &FutureProducer, topic: &str, reader: Box<dyn BufRead>) -> Result<u64> {
+    let mut pending = futures::stream::FuturesOrdered::new();
+    let mut sent = 0;
+    for line in reader.split(b'\n') {
+        let line = line?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        // Key by syslog host when there is one, so one server's lines stay
+        // in order on one partition (the Postfix join needs that).
+        let key = syslog_host(&line).map(<[u8]>::to_vec).unwrap_or_default();
+        let producer = producer.clone();
+        let topic = topic.to_string();
+        pending.push_back(async move {
+            let record = FutureRecord::to(&topic).payload(&line).key(&key);
+            producer.send(record, Duration::from_secs(60)).await.map_err(|(e, _)| e)
+        });
+        if pending.len() >= 1000 {
+            use futures::StreamExt;
+            if let Some(r) = pending.next().await {
+                r.context("Kafka did not accept a message")?;
+                sent += 1;
+            }
+        }
+    }
+    use futures::StreamExt;
+    while let Some(r) = pending.next().await {
+        r.context("Kafka did not accept a message")?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// The host field of a BSD syslog line (`Mmm dd hh:mm:ss HOST ...`).
+fn syslog_host(line: &[u8]) -> Option<&[u8]> {
+    if line.first() == Some(&b'{') || line.len() < 17 {
+        return None;
+    }
+    let rest = &line[16..];
+    let end = rest.iter().position(|b| *b == b' ')?;
+    Some(&rest[..end])
+}
+
+pub fn demo(mut config: Config, classifier: Classifier, log: Option<PathBuf>) -> Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let lines: Vec<u8> = match &log {
+            Some(path) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+            None => DEMO_LOG.to_vec(),
+        };
+        if config.data_dir == PathBuf::from("./data") {
+            config.data_dir = std::env::temp_dir().join(format!("bouncelens-demo-{}", std::process::id()));
+        }
+        let cluster = MockCluster::new(1).context("cannot start the in-process Kafka cluster")?;
+        let topic = "mail-delivery-logs";
+        cluster.create_topic(topic, 3, 1).context("cannot create the demo topic")?;
+        config.kafka.brokers = cluster.bootstrap_servers();
+        config.kafka.topics = vec![topic.to_string()];
+        config.kafka.group_id = "bouncelens-demo".to_string();
+        eprintln!("1/3 started an in-process Kafka broker at {} (librdkafka's mock cluster)", config.kafka.brokers);
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &config.kafka.brokers).set("linger.ms", "5");
+        let producer: FutureProducer = c.create()?;
+        let sent = send_lines(&producer, topic, Box::new(std::io::Cursor::new(lines))).await?;
+        drop(producer);
+        eprintln!("2/3 produced {sent} real Postfix log lines to topic {topic}; running the stream job until it has read them all");
+        let settings = crate::decode_settings(&config)?;
+        let job = StreamJob::new(config.clone(), classifier, settings);
+        let (_tx, rx) = watch::channel(false);
+        let summary = job.run(StopWhen::Drained, rx).await?;
+        let t = summary.totals;
+        eprintln!(
+            "3/3 consumed {} messages: {} deliveries written, {} dead-lettered, {} context lines (qmgr, cleanup, ...)",
+            t.consumed, t.written, t.dead_lettered, t.skipped
+        );
+        if t.consumed != sent {
+            bail!("the job consumed {} of {sent} messages", t.consumed);
+        }
+        let ctx = query::session(&Layout::new(&config.data_dir)).await?;
+        let df = query::plan(&ctx, DEMO_REPORT_SQL).await?;
+        df.show().await?;
+        eprintln!(
+            "\nData: {d}\nTry:  bouncelens sql --data {d} \"SELECT category, reason, count(*) FROM deliveries WHERE category IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC\"",
+            d = config.data_dir.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn print_taxonomy(taxonomy: &Taxonomy, format: &str) -> Result<()> {
+    match format {
+        "toml" => print!("{}", toml::to_string_pretty(taxonomy)?),
+        "json" => println!("{}", serde_json::to_string_pretty(taxonomy)?),
+        "table" => {
+            for id in CATEGORY_IDS {
+                let Some(c) = taxonomy.category(id) else { continue };
+                println!("{} — {} / {}", c.id, c.name_en, c.name_zh);
+                for r in taxonomy.reasons.iter().filter(|r| r.category == id) {
+                    let phrases = r.faq_phrases.len() + r.phrases.len();
+                    println!(
+                        "  {:<36} {:<4} {:>3} phrases  {}",
+                        r.id,
+                        r.severity.as_str(),
+                        phrases,
+                        r.label_en
+                    );
+                }
+            }
+        }
+        other => bail!("unknown --format {other:?}: use table, toml or json"),
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! The canonical delivery event: one recipient attempt, whatever log it
+//! came from, as every input format is turned into and as the output table
+//! stores it (with its classification added).
+//!
+//! `schemas/delivery-event.schema.json` documents the JSON form.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What happened to one delivery attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Accepted by the receiving server.
+    Delivered,
+    /// Failed temporarily; it will be retried.
+    Deferred,
+    /// Failed permanently.
+    Bounced,
+    /// Given up after retrying until the queue lifetime ran out.
+    Expired,
+    /// Refused before queueing (policy, limits, authentication).
+    Rejected,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Delivered,
+        Outcome::Deferred,
+        Outcome::Bounced,
+        Outcome::Expired,
+        Outcome::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Deferred => "deferred",
+            Outcome::Bounced => "bounced",
+            Outcome::Expired => "expired",
+            Outcome::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+
+    /// Whether the attempt failed and should be classified.
+    pub fn is_failure(self) -> bool {
+        self != Outcome::Delivered
+    }
+}
+
+/// Which input format an event was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Canonical,
+    Postfix,
+    Kumomta,
+}
+
+impl SourceFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceFormat::Canonical => "canonical",
+            SourceFormat::Postfix => "postfix",
+            SourceFormat::Kumomta => "kumomta",
+        }
+    }
+}
+
+/// One recipient attempt, in the canonical form.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeliveryEvent {
+    pub event_time: DateTime<Utc>,
+    pub org_id: String,
+    pub sender: Option<String>,
+    pub recipient: String,
+    pub message_id: Option<String>,
+    pub queue_id: Option<String>,
+    pub outcome: Outcome,
+    pub smtp_code: Option<u16>,
+    pub enhanced_code: Option<String>,
+    pub reply: Option<String>,
+    pub remote_host: Option<String>,
+    pub remote_ip: Option<String>,
+    pub sending_ip: Option<String>,
+    pub attempt: Option<u32>,
+    pub size_bytes: Option<u64>,
+    pub nrcpt: Option<u32>,
+    pub format: SourceFormat,
+    /// Fields of the input that the canonical form has no column for, as a
+    /// JSON object, kept so nothing the platform sent is lost.
+    pub extra: Option<String>,
+}
+
+/// The domain part of an address, lower-cased: `a@B.com` gives `b.com`.
+pub fn domain_of(address: &str) -> Option<String> {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    let (_, domain) = address.rsplit_once('@')?;
+    let domain = domain.trim().trim_end_matches('.');
+    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_are_lowercased_and_bracket_free() {
+        assert_eq!(domain_of("<U@Example.COM>").as_deref(), Some("example.com"));
+        assert_eq!(domain_of("root"), None);
+        assert_eq!(domain_of("a@"), None);
+    }
+
+    #[test]
+    fn outcomes_parse_case_insensitively() {
+        assert_eq!(Outcome::parse(" Bounced "), Some(Outcome::Bounced));
+        assert_eq!(Outcome::parse("lost"), None);
+    }
+}

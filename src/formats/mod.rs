@@ -1,0 +1,264 @@
+//! Input formats: from one raw log message to canonical delivery events.
+//!
+//! Three formats are read: the canonical JSON event
+//! ([`canonical`]), Postfix syslog lines ([`postfix`]) and KumoMTA JSON log
+//! records ([`kumomta`]). The format is detected per message unless the
+//! configuration fixes it. A message either yields events, is skipped as
+//! carrying no delivery (a Postfix `cleanup` line, a KumoMTA `Reception`),
+//! or is rejected with a [`RejectReason`]: the caller dead-letters it with
+//! its raw bytes. Nothing here panics on input, whatever the bytes.
+
+pub mod canonical;
+pub mod kumomta;
+pub mod postfix;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{DeliveryEvent, domain_of};
+
+/// Which format to expect, or `auto` to detect it per message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    #[default]
+    Auto,
+    Canonical,
+    Postfix,
+    Kumomta,
+}
+
+/// Why a message was dead-lettered. The short code (`as_str`) labels
+/// metrics and the `reason` column; `Display` is for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    TooLarge { size: usize, limit: usize },
+    InvalidUtf8 { valid_up_to: usize },
+    Empty,
+    InvalidJson(String),
+    MissingField(&'static str),
+    BadField { field: &'static str, problem: String },
+    UnknownFormat,
+    UnparsablePostfix(String),
+}
+
+impl RejectReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RejectReason::TooLarge { .. } => "too_large",
+            RejectReason::InvalidUtf8 { .. } => "invalid_utf8",
+            RejectReason::Empty => "empty",
+            RejectReason::InvalidJson(_) => "invalid_json",
+            RejectReason::MissingField(_) => "missing_field",
+            RejectReason::BadField { .. } => "bad_field",
+            RejectReason::UnknownFormat => "unknown_format",
+            RejectReason::UnparsablePostfix(_) => "unparsable_postfix",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::TooLarge { size, limit } => write!(
+                f,
+                "message of {size} bytes exceeds the limit of {limit} bytes (input.max_record_bytes)"
+            ),
+            RejectReason::InvalidUtf8 { valid_up_to } => {
+                write!(f, "message is not UTF-8 (first bad byte at offset {valid_up_to})")
+            }
+            RejectReason::Empty => f.write_str("message is empty"),
+            RejectReason::InvalidJson(e) => write!(f, "message looks like JSON but does not parse: {e}"),
+            RejectReason::MissingField(field) => write!(f, "required field `{field}` is missing"),
+            RejectReason::BadField { field, problem } => write!(f, "field `{field}`: {problem}"),
+            RejectReason::UnknownFormat => f.write_str(
+                "message is neither a canonical JSON event, a KumoMTA log record nor a Postfix syslog line",
+            ),
+            RejectReason::UnparsablePostfix(why) => write!(f, "Postfix line cannot be read: {why}"),
+        }
+    }
+}
+
+/// What one message gave.
+#[derive(Debug)]
+pub enum Decoded {
+    Events(Vec<DeliveryEvent>),
+    /// A well-formed message that carries no delivery, with why.
+    Skipped(&'static str),
+    Rejected(RejectReason),
+}
+
+/// Maps senders to organisations: an exact address first, then its domain,
+/// then the domain itself is the organisation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OrgResolver {
+    /// Lower-cased address or domain -> organisation id.
+    pub map: HashMap<String, String>,
+}
+
+impl OrgResolver {
+    /// Reads a mapping file: one `address-or-domain<TAB or =>org` per line,
+    /// `#` comments and blank lines allowed.
+    pub fn from_file_text(text: &str) -> Result<Self, String> {
+        let mut map = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, org) = line
+                .split_once('\t')
+                .or_else(|| line.split_once('='))
+                .or_else(|| line.split_once(','))
+                .ok_or_else(|| {
+                    format!("line {}: expected `address-or-domain = org`, got {line:?}", n + 1)
+                })?;
+            let (key, org) = (key.trim().to_ascii_lowercase(), org.trim().to_string());
+            if key.is_empty() || org.is_empty() {
+                return Err(format!("line {}: empty address or organisation", n + 1));
+            }
+            map.insert(key, org);
+        }
+        Ok(Self { map })
+    }
+
+    /// The organisation of a sender, if one can be told.
+    pub fn org_for_sender(&self, sender: &str) -> Option<String> {
+        let address = sender.trim().trim_start_matches('<').trim_end_matches('>');
+        if let Some(org) = self.map.get(&address.to_ascii_lowercase()) {
+            return Some(org.clone());
+        }
+        let domain = domain_of(address)?;
+        Some(self.map.get(&domain).cloned().unwrap_or(domain))
+    }
+}
+
+/// Settings every decoder shares.
+#[derive(Clone, Debug)]
+pub struct DecodeSettings {
+    pub format: InputFormat,
+    pub max_record_bytes: usize,
+    pub orgs: OrgResolver,
+    /// Organisation given to mail with a null sender (bounces the platform
+    /// itself sends) when no mapping names one.
+    pub null_sender_org: String,
+    /// Organisation given when the sender cannot be told (a Postfix
+    /// delivery whose `qmgr` line came before the log began).
+    pub unknown_sender_org: String,
+    /// Time zone of syslog timestamps that carry none.
+    pub syslog_timezone: Tz,
+    /// Fixed year for syslog timestamps; `None` infers it from the time the
+    /// message was received.
+    pub syslog_year: Option<i32>,
+}
+
+impl Default for DecodeSettings {
+    fn default() -> Self {
+        Self {
+            format: InputFormat::Auto,
+            max_record_bytes: 1024 * 1024,
+            orgs: OrgResolver::default(),
+            null_sender_org: "_system".to_string(),
+            unknown_sender_org: "_unknown".to_string(),
+            syslog_timezone: Tz::UTC,
+            syslog_year: None,
+        }
+    }
+}
+
+/// Decodes the messages of one source (a Kafka partition, an input file).
+/// It holds the Postfix join state of that source, which is why there is
+/// one decoder per source and why its state is saved with the offsets.
+pub struct Decoder {
+    settings: DecodeSettings,
+    postfix: postfix::JoinState,
+}
+
+impl Decoder {
+    pub fn new(settings: DecodeSettings) -> Self {
+        Self { settings, postfix: postfix::JoinState::default() }
+    }
+
+    pub fn settings(&self) -> &DecodeSettings {
+        &self.settings
+    }
+
+    /// The Postfix join state, to save beside the offsets it belongs to.
+    pub fn snapshot(&self) -> postfix::JoinState {
+        self.postfix.clone()
+    }
+
+    pub fn restore(&mut self, state: postfix::JoinState) {
+        self.postfix = state;
+    }
+
+    /// Decodes one message. `received` is when the transport got it (the
+    /// Kafka timestamp); it anchors syslog's missing year.
+    pub fn decode(&mut self, payload: &[u8], received: Option<DateTime<Utc>>) -> Decoded {
+        if payload.len() > self.settings.max_record_bytes {
+            return Decoded::Rejected(RejectReason::TooLarge {
+                size: payload.len(),
+                limit: self.settings.max_record_bytes,
+            });
+        }
+        let text = match std::str::from_utf8(payload) {
+            Ok(t) => t.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}'),
+            Err(e) => {
+                return Decoded::Rejected(RejectReason::InvalidUtf8 {
+                    valid_up_to: e.valid_up_to(),
+                });
+            }
+        };
+        if text.is_empty() {
+            return Decoded::Rejected(RejectReason::Empty);
+        }
+        let format = match self.settings.format {
+            InputFormat::Auto => detect(text),
+            fixed => fixed,
+        };
+        let result = match format {
+            InputFormat::Canonical => canonical::decode(text, &self.settings),
+            InputFormat::Kumomta => kumomta::decode(text, &self.settings),
+            InputFormat::Postfix => {
+                postfix::decode(text, received, &self.settings, &mut self.postfix)
+            }
+            InputFormat::Auto => Err(RejectReason::UnknownFormat),
+        };
+        result.unwrap_or_else(Decoded::Rejected)
+    }
+}
+
+/// Guesses the format of one message.
+pub fn detect(text: &str) -> InputFormat {
+    if text.starts_with('{') {
+        if kumomta::looks_like(text) { InputFormat::Kumomta } else { InputFormat::Canonical }
+    } else if postfix::looks_like(text) {
+        InputFormat::Postfix
+    } else {
+        InputFormat::Auto
+    }
+}
+
+/// Reads a timestamp given as RFC 3339 text or as Unix seconds or
+/// milliseconds (a number above 10^11 is taken as milliseconds).
+pub fn parse_timestamp(value: &serde_json::Value) -> Result<DateTime<Utc>, String> {
+    match value {
+        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})")),
+        serde_json::Value::Number(n) => {
+            let secs = n.as_f64().ok_or_else(|| format!("{n} is not a number of seconds"))?;
+            let millis = if secs.abs() > 1e11 { secs } else { secs * 1000.0 };
+            if !millis.is_finite() || millis.abs() > 8.0e15 {
+                return Err(format!("{n} is out of range"));
+            }
+            DateTime::from_timestamp_millis(millis as i64)
+                .ok_or_else(|| format!("{n} is out of range"))
+        }
+        other => Err(format!("expected RFC 3339 text or Unix seconds, got {other}")),
+    }
+}

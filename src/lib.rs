@@ -1,0 +1,17 @@
+//! bouncelens: mail-delivery analytics. Classifies failed deliveries with
+//! the platform's bounce reason taxonomy, writes every delivery event from
+//! Kafka to hive-partitioned Parquet exactly once, and answers
+//! per-organisation reports with SQL.
+
+pub mod classify;
+pub mod config;
+pub mod event;
+pub mod formats;
+pub mod ingest;
+pub mod pipeline;
+pub mod query;
+pub mod schedule;
+pub mod serve;
+pub mod sink;
+pub mod stream;
+pub mod taxonomy;

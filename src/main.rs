@@ -1,0 +1,237 @@
+//! The `bouncelens` command line: one subcommand per job, each a thin
+//! wrapper over the library.
+
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use bouncelens::config::Config;
+use bouncelens::formats::{DecodeSettings, InputFormat, OrgResolver};
+use bouncelens::taxonomy::{Classifier, Taxonomy};
+
+mod cli;
+
+#[derive(Parser)]
+#[command(name = "bouncelens", version, about = "Mail-delivery analytics: classify bounces, write exactly-once Parquet from Kafka, report with SQL")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command that touches the dataset shares.
+#[derive(Args, Clone, Debug, Default)]
+pub struct Common {
+    /// Configuration file (TOML); BOUNCELENS_* variables override it.
+    #[arg(long, short = 'c', global = true)]
+    config: Option<PathBuf>,
+    /// Data root (default ./data, or data_dir in the config).
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+    /// A taxonomy file layered over the built-in one.
+    #[arg(long, global = true)]
+    taxonomy: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify bounce replies: one raw reply or JSON record per input line.
+    Classify {
+        /// Files to read (default: standard input).
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the loaded taxonomy, or validate a taxonomy file.
+    Taxonomy {
+        /// Output: `table` (default), `toml` or `json`.
+        #[arg(long, default_value = "table")]
+        format: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run the pipeline over files or standard input (`-`); plain, .gz or .zst.
+    Ingest {
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        /// Input format (default: detected per line).
+        #[arg(long, value_enum)]
+        format: Option<InputFormat>,
+        /// Year of syslog timestamps (default: inferred from now).
+        #[arg(long)]
+        syslog_year: Option<i32>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The stream job: consume the configured topics as a consumer group.
+    Run {
+        /// Stop once every assigned partition is read to its end.
+        #[arg(long)]
+        until_drained: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Send log lines from files to a Kafka topic, one message per line.
+    Produce {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        topic: String,
+        /// Brokers (default: kafka.brokers of the config).
+        #[arg(long)]
+        brokers: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Try it: an in-process Kafka, the bundled real Postfix log, the real
+    /// stream job, and a per-organisation bounce report.
+    Demo {
+        /// Log to replay (default: the bundled Postfix log).
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate a configuration file and print the effective configuration, secrets masked.
+    Check { file: Option<PathBuf> },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Classify { files, common } => {
+            let (_, classifier) = load(&common)?;
+            classify(&classifier, &files)
+        }
+        Command::Taxonomy { format, common } => {
+            let (config, _) = load_config(&common)?;
+            let taxonomy = Taxonomy::load(config.taxonomy.as_deref())?;
+            cli::print_taxonomy(&taxonomy, &format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { inputs, format, syslog_year, common } => {
+            let (mut config, classifier) = load(&common)?;
+            if let Some(f) = format {
+                config.input.format = f;
+            }
+            if syslog_year.is_some() {
+                config.input.syslog_year = syslog_year;
+            }
+            cli::init_logging(&config, true);
+            cli::ingest(&config, &classifier, &inputs)
+        }
+        Command::Run { until_drained, common } => {
+            let (config, classifier) = load(&common)?;
+            cli::init_logging(&config, false);
+            cli::run_stream(config, classifier, until_drained)
+        }
+        Command::Produce { files, topic, brokers, common } => {
+            let (config, _) = load_config(&common)?;
+            let brokers = brokers.unwrap_or(config.kafka.brokers.clone());
+            let sent = cli::produce(&brokers, &topic, &files, &config)?;
+            eprintln!("sent {sent} messages to {topic} at {brokers}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { log, common } => {
+            let (config, classifier) = load(&common)?;
+            cli::init_logging(&config, true);
+            cli::demo(config, classifier, log)
+        }
+        Command::Config { action: ConfigAction::Check { file } } => {
+            let config = Config::load(file.as_deref())?;
+            Taxonomy::load(config.taxonomy.as_deref())?;
+            decode_settings(&config)?;
+            print!("{}", config.to_masked_toml());
+            eprintln!("configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The configuration with the command line's overrides applied.
+fn load_config(common: &Common) -> Result<(Config, ())> {
+    let mut config = Config::load(common.config.as_deref())?;
+    if let Some(data) = &common.data {
+        config.data_dir = data.clone();
+    }
+    if let Some(t) = &common.taxonomy {
+        config.taxonomy = Some(t.clone());
+    }
+    Ok((config, ()))
+}
+
+fn load(common: &Common) -> Result<(Config, Classifier)> {
+    let (config, ()) = load_config(common)?;
+    let classifier = Classifier::new(Taxonomy::load(config.taxonomy.as_deref())?)?;
+    Ok((config, classifier))
+}
+
+/// The decoders' settings from the configuration.
+pub fn decode_settings(config: &Config) -> Result<DecodeSettings> {
+    let orgs = match &config.input.org_map {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read input.org_map {}", path.display()))?;
+            OrgResolver::from_file_text(&text)
+                .map_err(|e| anyhow::anyhow!("input.org_map {}: {e}", path.display()))?
+        }
+        None => OrgResolver::default(),
+    };
+    Ok(DecodeSettings {
+        format: config.input.format,
+        max_record_bytes: config.input.max_record_bytes,
+        orgs,
+        null_sender_org: config.input.null_sender_org.clone(),
+        unknown_sender_org: config.input.unknown_sender_org.clone(),
+        syslog_timezone: bouncelens::config::parse_zone(
+            "input.syslog_time_zone",
+            &config.input.syslog_time_zone,
+        )?,
+        syslog_year: config.input.syslog_year,
+    })
+}
+
+fn classify(classifier: &Classifier, files: &[PathBuf]) -> Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let (mut ok, mut bad) = (0, 0);
+    if files.is_empty() {
+        let (o, b) = bouncelens::classify::classify_lines(classifier, std::io::stdin().lock(), &mut out)?;
+        (ok, bad) = (o, b);
+    }
+    for file in files {
+        let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let (o, b) = bouncelens::classify::classify_lines(classifier, BufReader::new(f), &mut out)?;
+        ok += o;
+        bad += b;
+    }
+    out.flush()?;
+    if bad > 0 {
+        eprintln!("{ok} lines classified, {bad} lines could not be read (see their `error`)");
+    }
+    if ok == 0 && bad > 0 {
+        bail!("no line could be classified");
+    }
+    Ok(ExitCode::SUCCESS)
+}

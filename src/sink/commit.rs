@@ -1,0 +1,337 @@
+//! Exactly-once output: how a flush becomes visible, and how a restart
+//! finishes or forgets what a crash interrupted.
+//!
+//! # The protocol
+//!
+//! Every source (a Kafka partition, an input file) is written by one
+//! process at a time, in flushes that each cover a contiguous offset range
+//! `[first, next)`. One flush is one transaction:
+//!
+//! 1. **Stage.** One Parquet file per output partition (`date`, `org`, and
+//!    one for rejected records) is written under `_bouncelens/staging/`,
+//!    then fsynced. Nothing is visible to readers yet.
+//! 2. **Commit point.** A transaction record listing each staged file, its
+//!    final path and the checkpoint to write afterwards (the next offset
+//!    and the source's join state) is written to a temporary name, fsynced,
+//!    and renamed into `_bouncelens/txn/`. Once that rename is durable the
+//!    flush *will* happen, whatever crashes next.
+//! 3. **Apply.** Each staged file is renamed to its final path. Final names
+//!    are derived from the source and offsets
+//!    (`<source>.<first>-<next>.parquet`), so applying twice renames nothing
+//!    new and can never create a second copy.
+//! 4. **Checkpoint.** The checkpoint is replaced (write aside, rename), then
+//!    the transaction record and the staging directory are removed.
+//! 5. Only then does the caller commit the Kafka offset `next`.
+//!
+//! On start, and whenever a source is (re)assigned, [`Committer::recover`]
+//! applies every transaction record of that source left by a crash (steps
+//! 3-4 again) and deletes staging directories without a record (a flush
+//! that never reached its commit point: its records are still after the
+//! checkpoint and will be read again). The checkpoint, not Kafka's
+//! committed offset, says where the data ends: a consumer skips every
+//! message below the checkpoint's offset, which covers a crash between
+//! step 4 and step 5.
+//!
+//! Readers list directories; they never see a partly written file, because
+//! files only appear by rename. During step 3 a reader may see some of a
+//! flush's files and not yet the others; it never sees a record twice.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use super::layout::{Layout, encode_org};
+use super::table::{DeliveryRow, RejectedRow, deliveries_batch, rejected_batch};
+use crate::formats::postfix::JoinState;
+
+/// Errors of the output side. Each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot write {path}: {source} (is the data directory writable and not full?)")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot write Parquet file {path}: {source}")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    #[error(
+        "{path} is damaged: {problem}; move it aside and restart (its flush will be read again from Kafka)"
+    )]
+    Corrupt { path: PathBuf, problem: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
+    move |source| SinkError::Io { path: path.to_path_buf(), source }
+}
+
+/// Counters kept per source across restarts, so they always reconcile:
+/// `consumed = written + dead_lettered + skipped`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Messages read from the source.
+    pub consumed: u64,
+    /// Messages that gave at least one delivery row.
+    pub written: u64,
+    /// Delivery rows written (a Postfix expiry can give several).
+    pub rows: u64,
+    pub dead_lettered: u64,
+    /// Well-formed messages that carry no delivery (Postfix `qmgr` lines).
+    pub skipped: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, other: &Totals) {
+        self.consumed += other.consumed;
+        self.written += other.written;
+        self.rows += other.rows;
+        self.dead_lettered += other.dead_lettered;
+        self.skipped += other.skipped;
+    }
+}
+
+/// Where a source stands: everything below `next_offset` is in the data.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub source: String,
+    pub next_offset: i64,
+    pub totals: Totals,
+    #[serde(default)]
+    pub join_state: JoinState,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StagedFile {
+    staged: PathBuf,
+    target: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Transaction {
+    source: String,
+    first_offset: i64,
+    files: Vec<StagedFile>,
+    checkpoint: Checkpoint,
+}
+
+/// One flush of one source.
+pub struct Flush<'a> {
+    pub first_offset: i64,
+    pub deliveries: &'a [DeliveryRow],
+    pub rejected: &'a [RejectedRow],
+    pub checkpoint: Checkpoint,
+}
+
+/// What a flush wrote.
+#[derive(Clone, Debug, Default)]
+pub struct FlushStats {
+    pub files: usize,
+    pub bytes: u64,
+    pub rows: usize,
+}
+
+/// Writes flushes with the protocol above.
+#[derive(Clone, Debug)]
+pub struct Committer {
+    layout: Layout,
+    time_zone: Tz,
+}
+
+impl Committer {
+    pub fn new(layout: Layout, time_zone: Tz) -> Self {
+        Self { layout, time_zone }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Checks that the data root can be written, creating it if needed.
+    pub fn check_writable(&self) -> Result<(), SinkError> {
+        for dir in [self.layout.staging(), self.layout.transactions(), self.layout.checkpoints()] {
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
+        let probe = self.layout.staging().join(".write-probe");
+        fs::write(&probe, b"ok").map_err(io(&probe))?;
+        fs::remove_file(&probe).map_err(io(&probe))?;
+        Ok(())
+    }
+
+    /// Finishes what a crash left of `source` and returns its checkpoint.
+    pub fn recover(&self, source: &str) -> Result<Option<Checkpoint>, SinkError> {
+        self.check_writable()?;
+        let prefix = format!("{source}.");
+        let mut pending: Vec<PathBuf> = list(&self.layout.transactions())?
+            .into_iter()
+            .filter(|p| file_name(p).starts_with(&prefix) && file_name(p).ends_with(".json"))
+            .collect();
+        pending.sort();
+        for path in pending {
+            let text = fs::read_to_string(&path).map_err(io(&path))?;
+            let txn: Transaction = serde_json::from_str(&text)
+                .map_err(|e| SinkError::Corrupt { path: path.clone(), problem: e.to_string() })?;
+            tracing::info!(source, first_offset = txn.first_offset, "finishing an interrupted flush");
+            self.apply(&txn, &path)?;
+        }
+        for dir in list(&self.layout.staging())? {
+            if file_name(&dir).starts_with(&prefix) {
+                tracing::info!(source, dir = %dir.display(), "dropping a flush that never committed");
+                fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            }
+        }
+        self.read_checkpoint(source)
+    }
+
+    pub fn read_checkpoint(&self, source: &str) -> Result<Option<Checkpoint>, SinkError> {
+        let path = self.checkpoint_path(source);
+        match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| SinkError::Corrupt { path, problem: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SinkError::Io { path, source: e }),
+        }
+    }
+
+    fn checkpoint_path(&self, source: &str) -> PathBuf {
+        self.layout.checkpoints().join(format!("{source}.json"))
+    }
+
+    /// Writes one flush: stage, commit point, apply, checkpoint.
+    pub fn commit(&self, flush: Flush<'_>) -> Result<FlushStats, SinkError> {
+        let source = flush.checkpoint.source.clone();
+        let name = format!("{source}.{:020}-{:020}", flush.first_offset, flush.checkpoint.next_offset);
+        let staging = self.layout.staging().join(&name);
+        fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let mut stats = FlushStats::default();
+        let mut files = Vec::new();
+
+        let mut groups: std::collections::BTreeMap<(String, String), Vec<&DeliveryRow>> =
+            Default::default();
+        for row in flush.deliveries {
+            let date = row.event.event_time.with_timezone(&self.time_zone).date_naive();
+            groups
+                .entry((date.to_string(), encode_org(&row.event.org_id)))
+                .or_default()
+                .push(row);
+        }
+        for ((date, org), rows) in &groups {
+            let staged = staging.join(format!("{}.parquet", files.len()));
+            let batch = deliveries_batch(rows);
+            stats.bytes += write_parquet(&staged, &batch)?;
+            stats.rows += rows.len();
+            let target = self.layout.delivery_dir(date, org).join(format!("{name}.parquet"));
+            files.push(StagedFile { staged, target });
+        }
+        let mut by_date: std::collections::BTreeMap<String, Vec<&RejectedRow>> = Default::default();
+        for row in flush.rejected {
+            let date = row.received_at.with_timezone(&self.time_zone).date_naive();
+            by_date.entry(date.to_string()).or_default().push(row);
+        }
+        for (date, rows) in &by_date {
+            let staged = staging.join(format!("{}.parquet", files.len()));
+            stats.bytes += write_parquet(&staged, &rejected_batch(rows))?;
+            let target = self.layout.rejected_dir(date).join(format!("{name}.parquet"));
+            files.push(StagedFile { staged, target });
+        }
+        sync_dir(&staging)?;
+        stats.files = files.len();
+
+        let txn = Transaction {
+            source: source.clone(),
+            first_offset: flush.first_offset,
+            files,
+            checkpoint: flush.checkpoint,
+        };
+        let txn_path = self.layout.transactions().join(format!("{name}.json"));
+        write_atomic(&txn_path, &serde_json::to_vec(&txn).expect("serializable"))?;
+        self.apply(&txn, &txn_path)?;
+        Ok(stats)
+    }
+
+    /// Steps 3 and 4; safe to repeat.
+    fn apply(&self, txn: &Transaction, txn_path: &Path) -> Result<(), SinkError> {
+        for file in &txn.files {
+            let dir = file.target.parent().expect("targets are inside the root");
+            if file.staged.exists() {
+                fs::create_dir_all(dir).map_err(io(dir))?;
+                fs::rename(&file.staged, &file.target).map_err(io(&file.target))?;
+                sync_dir(dir)?;
+            } else if !file.target.exists() {
+                return Err(SinkError::Corrupt {
+                    path: txn_path.to_path_buf(),
+                    problem: format!(
+                        "neither the staged file {} nor its target {} exists",
+                        file.staged.display(),
+                        file.target.display()
+                    ),
+                });
+            }
+        }
+        let checkpoint = self.checkpoint_path(&txn.source);
+        write_atomic(&checkpoint, &serde_json::to_vec(&txn.checkpoint).expect("serializable"))?;
+        fs::remove_file(txn_path).map_err(io(txn_path))?;
+        if let Some(staging) = txn.files.first().and_then(|f| f.staged.parent()) {
+            match fs::remove_dir_all(staging) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SinkError::Io { path: staging.to_path_buf(), source: e }),
+            }
+        } else {
+            let name = file_name(txn_path).trim_end_matches(".json").to_string();
+            let _ = fs::remove_dir_all(self.layout.staging().join(name));
+        }
+        Ok(())
+    }
+}
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_created_by(format!("bouncelens {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Writes one Parquet file and fsyncs it; returns its size.
+pub fn write_parquet(path: &Path, batch: &arrow::array::RecordBatch) -> Result<u64, SinkError> {
+    let file = File::create(path).map_err(io(path))?;
+    let parquet = |source| SinkError::Parquet { path: path.to_path_buf(), source };
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties())).map_err(parquet)?;
+    writer.write(batch).map_err(parquet)?;
+    let file = writer.into_inner().map_err(parquet)?;
+    file.sync_all().map_err(io(path))?;
+    Ok(file.metadata().map_err(io(path))?.len())
+}
+
+/// Replaces `path` atomically: write aside, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
+    let dir = path.parent().expect("a file inside a directory");
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(".{}.tmp", file_name(path)));
+    let mut file = File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SinkError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+fn list(dir: &Path) -> Result<Vec<PathBuf>, SinkError> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.path()).map_err(io(dir)))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(SinkError::Io { path: dir.to_path_buf(), source: e }),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}

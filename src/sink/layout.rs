@@ -1,0 +1,163 @@
+//! Where things live under the data root, and how an organisation id
+//! becomes a directory name.
+//!
+//! ```text
+//! <root>/deliveries/date=YYYY-MM-DD/org=<org>/<source>-<first>-<next>.parquet
+//! <root>/rejected/date=YYYY-MM-DD/<source>-<first>-<next>.parquet
+//! <root>/summaries/date=YYYY-MM-DD/org=<org>/summary.{json,md}
+//! <root>/_bouncelens/staging/   files written but not yet committed
+//! <root>/_bouncelens/txn/       committed transactions not yet applied
+//! <root>/_bouncelens/checkpoints/  per source: next offset and join state
+//! ```
+//!
+//! Directories starting with `_` are ignored by DataFusion, DuckDB and
+//! Spark when they read the tables, and no org directory can start with one
+//! (see [`encode_org`]).
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// The longest encoded organisation kept whole; longer ones are cut and
+/// given a hash suffix.
+const MAX_ORG_DIR_BYTES: usize = 96;
+
+/// Turns an organisation id into a directory-name value, so that no input
+/// can escape the root or land in another organisation's directory.
+///
+/// - Organisation ids are case-insensitive (they are domains or tenant
+///   names): the id is lower-cased first, so `Acme` and `acme` are one
+///   organisation, on every file system.
+/// - `a-z`, `0-9`, `-`, `_` and `.` stand for themselves, except a leading
+///   `.` or `_`; every other byte (of the UTF-8 form) is written `%XX`. So
+///   `/`, `\`, NUL, `..` and `=` cannot appear raw, and the encoding is
+///   reversible: two different ids never give the same name.
+/// - `~` is never written raw by the rule above, so it marks the two
+///   special forms: the empty id is `~empty`, and a name longer than 96
+///   bytes keeps 80 bytes of its encoding, then `~` and 16 hex digits of a
+///   hash of the whole id.
+pub fn encode_org(org_id: &str) -> String {
+    let lower = org_id.to_lowercase();
+    if lower.is_empty() {
+        return "~empty".to_string();
+    }
+    let mut out = String::with_capacity(lower.len());
+    for (i, b) in lower.bytes().enumerate() {
+        let plain = b.is_ascii_lowercase()
+            || b.is_ascii_digit()
+            || b == b'-'
+            || ((b == b'.' || b == b'_') && i > 0);
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.len() > MAX_ORG_DIR_BYTES {
+        let mut cut = 80;
+        // Do not split a %XX escape.
+        while out.as_bytes()[cut - 1] == b'%' || out.as_bytes()[cut - 2] == b'%' {
+            cut -= 1;
+        }
+        let digest = Sha256::digest(lower.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        out = format!("{}~{hex}", &out[..cut]);
+    }
+    out
+}
+
+/// The paths under one data root.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn deliveries(&self) -> PathBuf {
+        self.root.join("deliveries")
+    }
+
+    pub fn rejected(&self) -> PathBuf {
+        self.root.join("rejected")
+    }
+
+    pub fn summaries(&self) -> PathBuf {
+        self.root.join("summaries")
+    }
+
+    pub fn delivery_dir(&self, date: &str, org_dir: &str) -> PathBuf {
+        self.deliveries().join(format!("date={date}")).join(format!("org={org_dir}"))
+    }
+
+    pub fn rejected_dir(&self, date: &str) -> PathBuf {
+        self.rejected().join(format!("date={date}"))
+    }
+
+    pub fn summary_dir(&self, date: &str, org_dir: &str) -> PathBuf {
+        self.summaries().join(format!("date={date}")).join(format!("org={org_dir}"))
+    }
+
+    fn internal(&self) -> PathBuf {
+        self.root.join("_bouncelens")
+    }
+
+    pub fn staging(&self) -> PathBuf {
+        self.internal().join("staging")
+    }
+
+    pub fn transactions(&self) -> PathBuf {
+        self.internal().join("txn")
+    }
+
+    pub fn checkpoints(&self) -> PathBuf {
+        self.internal().join("checkpoints")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.internal().join("state")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn hostile_organisation_ids_stay_inside_and_apart() {
+        let long = "x".repeat(10_000);
+        let long2 = format!("{}y", "x".repeat(9_999));
+        let ids = [
+            "acme", "../x", "..", ".", "a/b", "a%2Fb", "", "\0", "a\0b", "_x", "x_", "/", "\\",
+            "org=1", "Ünïcode", "空", &long, &long2, "a b", "%00empty", "~empty", "\0empty",
+        ];
+        let mut seen = HashSet::new();
+        for id in ids {
+            let dir = encode_org(id);
+            assert!(!dir.is_empty(), "{id:?}");
+            assert!(dir.len() <= MAX_ORG_DIR_BYTES + 17, "{id:?} -> {dir}");
+            assert!(!dir.contains('/') && !dir.contains('\\') && !dir.contains('\0'), "{dir}");
+            assert!(!dir.starts_with('.') && !dir.starts_with('_'), "{dir}");
+            assert!(dir != "." && dir != "..", "{dir}");
+            assert!(seen.insert(dir.clone()), "{id:?} collides as {dir}");
+            let path = Layout::new("/data").delivery_dir("2026-01-01", &dir);
+            assert!(path.starts_with("/data/deliveries/date=2026-01-01"), "{path:?}");
+            assert_eq!(path.components().count(), 5, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn organisation_ids_are_case_insensitive_and_readable() {
+        assert_eq!(encode_org("Acme.COM"), "acme.com");
+        assert_eq!(encode_org("acme.com"), "acme.com");
+        assert_eq!(encode_org("a/b"), "a%2Fb");
+    }
+}

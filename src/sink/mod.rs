@@ -1,0 +1,10 @@
+//! The output side: the table layout on disk, the Arrow form of the two
+//! tables, and the exactly-once commit protocol that writes them.
+
+pub mod commit;
+pub mod layout;
+pub mod table;
+
+pub use commit::{Checkpoint, Committer, Flush, FlushStats, SinkError, Totals};
+pub use layout::{Layout, encode_org};
+pub use table::{DELIVERIES_SCHEMA, DeliveryRow, REJECTED_SCHEMA, RejectedRow, SourcePosition};

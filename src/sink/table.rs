@@ -1,0 +1,253 @@
+//! The two output tables as Arrow: `deliveries` (every event, classified
+//! when it failed) and `rejected` (dead letters with their raw bytes).
+//!
+//! The columns are a public contract, documented in
+//! `schemas/deliveries.md`; add columns at the end, never rename one. The
+//! partition columns `date` and `org` are not stored in the files: they
+//! come from the directory names.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+
+use crate::event::{DeliveryEvent, domain_of};
+
+/// Where a record came from: the Kafka topic and partition (or the input
+/// file) and its offset there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourcePosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A delivery event with its classification, ready to be written.
+#[derive(Clone, Debug)]
+pub struct DeliveryRow {
+    pub event: DeliveryEvent,
+    pub event_id: String,
+    pub category: Option<String>,
+    pub reason: Option<String>,
+    pub severity: Option<&'static str>,
+    pub rule: Option<&'static str>,
+    pub matched: Option<String>,
+    pub source: SourcePosition,
+}
+
+impl DeliveryRow {
+    /// A rough size in memory, for flushing by bytes.
+    pub fn approx_bytes(&self) -> usize {
+        let e = &self.event;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        160 + e.org_id.len()
+            + e.recipient.len()
+            + opt(&e.sender)
+            + opt(&e.reply)
+            + opt(&e.extra)
+            + opt(&e.message_id)
+            + opt(&e.remote_host)
+            + self.event_id.len()
+            + opt(&self.matched)
+    }
+}
+
+/// A message that could not be read.
+#[derive(Clone, Debug)]
+pub struct RejectedRow {
+    pub received_at: DateTime<Utc>,
+    pub source: SourcePosition,
+    pub reason: &'static str,
+    pub detail: String,
+    pub raw: Vec<u8>,
+    pub raw_size: u64,
+    pub raw_truncated: bool,
+}
+
+pub static DELIVERIES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        text("event_id", false),
+        text("org_id", false),
+        text("sender", true),
+        text("sender_domain", true),
+        text("recipient", false),
+        text("recipient_domain", true),
+        text("message_id", true),
+        text("queue_id", true),
+        text("outcome", false),
+        Field::new("smtp_code", DataType::Int32, true),
+        text("enhanced_code", true),
+        text("reply", true),
+        text("remote_host", true),
+        text("remote_ip", true),
+        text("sending_ip", true),
+        Field::new("attempt", DataType::Int32, true),
+        Field::new("size_bytes", DataType::Int64, true),
+        Field::new("nrcpt", DataType::Int32, true),
+        text("category", true),
+        text("reason", true),
+        text("severity", true),
+        text("rule", true),
+        text("matched", true),
+        text("source_format", false),
+        text("source_topic", false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("source_offset", DataType::Int64, false),
+        text("extra", true),
+    ]))
+});
+
+pub static REJECTED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "received_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("source_offset", DataType::Int64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("raw", DataType::Binary, false),
+        Field::new("raw_size", DataType::Int64, false),
+        Field::new("raw_truncated", DataType::Boolean, false),
+    ]))
+});
+
+/// Builds a `deliveries` batch from rows.
+pub fn deliveries_batch(rows: &[&DeliveryRow]) -> RecordBatch {
+    let n = rows.len();
+    let mut time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut strings: Vec<StringBuilder> = (0..20).map(|_| StringBuilder::new()).collect();
+    let mut smtp_code = Int32Builder::with_capacity(n);
+    let mut attempt = Int32Builder::with_capacity(n);
+    let mut size = Int64Builder::with_capacity(n);
+    let mut nrcpt = Int32Builder::with_capacity(n);
+    let mut partition = Int32Builder::with_capacity(n);
+    let mut offset = Int64Builder::with_capacity(n);
+    for row in rows {
+        let e = &row.event;
+        time.append_value(e.event_time.timestamp_micros());
+        let sender_domain = e.sender.as_deref().and_then(domain_of);
+        let recipient_domain = domain_of(&e.recipient);
+        let texts: [Option<&str>; 20] = [
+            Some(&row.event_id),
+            Some(&e.org_id),
+            e.sender.as_deref(),
+            sender_domain.as_deref(),
+            Some(&e.recipient),
+            recipient_domain.as_deref(),
+            e.message_id.as_deref(),
+            e.queue_id.as_deref(),
+            Some(e.outcome.as_str()),
+            e.enhanced_code.as_deref(),
+            e.reply.as_deref(),
+            e.remote_host.as_deref(),
+            e.remote_ip.as_deref(),
+            e.sending_ip.as_deref(),
+            row.category.as_deref(),
+            row.reason.as_deref(),
+            row.severity,
+            row.rule,
+            row.matched.as_deref(),
+            Some(e.format.as_str()),
+        ];
+        for (builder, value) in strings.iter_mut().zip(texts) {
+            builder.append_option(value);
+        }
+        smtp_code.append_option(e.smtp_code.map(i32::from));
+        attempt.append_option(e.attempt.and_then(|v| i32::try_from(v).ok()));
+        size.append_option(e.size_bytes.and_then(|v| i64::try_from(v).ok()));
+        nrcpt.append_option(e.nrcpt.and_then(|v| i32::try_from(v).ok()));
+        partition.append_value(row.source.partition);
+        offset.append_value(row.source.offset);
+    }
+    let mut topic = StringBuilder::new();
+    let mut extra = StringBuilder::new();
+    for row in rows {
+        topic.append_value(&row.source.topic);
+        extra.append_option(row.event.extra.as_deref());
+    }
+    let mut s = strings.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next = || s.next().expect("20 string columns");
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(time.finish()),
+        next(), // event_id
+        next(), // org_id
+        next(), // sender
+        next(), // sender_domain
+        next(), // recipient
+        next(), // recipient_domain
+        next(), // message_id
+        next(), // queue_id
+        next(), // outcome
+        Arc::new(smtp_code.finish()),
+        next(), // enhanced_code
+        next(), // reply
+        next(), // remote_host
+        next(), // remote_ip
+        next(), // sending_ip
+        Arc::new(attempt.finish()),
+        Arc::new(size.finish()),
+        Arc::new(nrcpt.finish()),
+        next(), // category
+        next(), // reason
+        next(), // severity
+        next(), // rule
+        next(), // matched
+        next(), // source_format
+        Arc::new(topic.finish()),
+        Arc::new(partition.finish()),
+        Arc::new(offset.finish()),
+        Arc::new(extra.finish()),
+    ];
+    RecordBatch::try_new(DELIVERIES_SCHEMA.clone(), columns)
+        .expect("columns are built to the schema")
+}
+
+/// Builds a `rejected` batch from rows.
+pub fn rejected_batch(rows: &[&RejectedRow]) -> RecordBatch {
+    let mut time = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut topic = StringBuilder::new();
+    let mut partition = Int32Builder::new();
+    let mut offset = Int64Builder::new();
+    let mut reason = StringBuilder::new();
+    let mut detail = StringBuilder::new();
+    let mut raw = BinaryBuilder::new();
+    let mut raw_size = Int64Builder::new();
+    let mut truncated = BooleanBuilder::new();
+    for row in rows {
+        time.append_value(row.received_at.timestamp_micros());
+        topic.append_value(&row.source.topic);
+        partition.append_value(row.source.partition);
+        offset.append_value(row.source.offset);
+        reason.append_value(row.reason);
+        detail.append_value(&row.detail);
+        raw.append_value(&row.raw);
+        raw_size.append_value(i64::try_from(row.raw_size).unwrap_or(i64::MAX));
+        truncated.append_value(row.raw_truncated);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(time.finish()),
+        Arc::new(topic.finish()),
+        Arc::new(partition.finish()),
+        Arc::new(offset.finish()),
+        Arc::new(reason.finish()),
+        Arc::new(detail.finish()),
+        Arc::new(raw.finish()),
+        Arc::new(raw_size.finish()),
+        Arc::new(truncated.finish()),
+    ];
+    RecordBatch::try_new(REJECTED_SCHEMA.clone(), columns).expect("columns are built to the schema")
+}

@@ -1,0 +1,412 @@
+//! The stream job: a Kafka consumer group member that runs every assigned
+//! partition through its [`SourceWriter`] and commits offsets only after
+//! the data they cover is durable.
+//!
+//! Offsets: auto-commit is off. After a partition's flush has been applied
+//! (see [`crate::sink::commit`]) its next offset is committed to Kafka.
+//! The data root's checkpoint is the authority: a message below it is
+//! skipped, which makes a crash between the checkpoint and the Kafka commit
+//! harmless.
+//!
+//! Rebalance: when partitions are revoked their unflushed buffers are
+//! dropped (under the same lock a flush holds, so a flush in progress
+//! finishes first); the next owner resumes from the checkpoint and reads
+//! those records again. When partitions are assigned, each is recovered
+//! (an interrupted flush finished) before its first message is taken.
+//!
+//! Shutdown (SIGTERM, SIGINT, or the end of the topics in drain mode)
+//! flushes every partition and commits synchronously.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::formats::DecodeSettings;
+use crate::pipeline::{Accepted, FlushPolicy, SourceWriter};
+use crate::sink::{Committer, RejectedRow, SinkError, Totals};
+use crate::taxonomy::Classifier;
+
+/// Errors that stop the stream job. Bad input never does.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("Kafka client for {brokers}: {source}")]
+    Kafka { brokers: String, source: KafkaError },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// Health shared with `/readyz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Whether at least one broker is up, per the last statistics.
+    pub kafka_up: AtomicBool,
+    /// Unix seconds of the last offset commit.
+    pub last_commit: AtomicI64,
+}
+
+/// Names a Kafka partition as a source of the data root.
+pub fn kafka_source(topic: &str, partition: i32) -> String {
+    format!("kafka.{topic}.{partition}")
+}
+
+struct JobState {
+    committer: Committer,
+    decode: DecodeSettings,
+    max_raw_bytes: usize,
+    writers: HashMap<(String, i32), SourceWriter>,
+    assigned: HashSet<(String, i32)>,
+}
+
+impl JobState {
+    fn revoke(&mut self, tpl: &TopicPartitionList) {
+        for e in tpl.elements() {
+            let key = (e.topic().to_string(), e.partition());
+            self.assigned.remove(&key);
+            if let Some(w) = self.writers.remove(&key) {
+                tracing::info!(topic = %key.0, partition = key.1, dropped = w.buffered_rows(), "partition revoked; unflushed records will be read again by its next owner");
+            }
+        }
+    }
+
+    fn assign(&mut self, tpl: &TopicPartitionList) {
+        for e in tpl.elements() {
+            self.assigned.insert((e.topic().to_string(), e.partition()));
+        }
+        tracing::info!(partitions = ?self.assigned, "partitions assigned");
+    }
+
+    fn writer(&mut self, topic: &str, partition: i32) -> Result<&mut SourceWriter, SinkError> {
+        let key = (topic.to_string(), partition);
+        if !self.writers.contains_key(&key) {
+            let writer = SourceWriter::open(
+                &self.committer,
+                kafka_source(topic, partition),
+                topic.to_string(),
+                partition,
+                self.decode.clone(),
+                self.max_raw_bytes,
+            )?;
+            tracing::info!(topic, partition, resume_at = writer.committed_offset(), "partition opened");
+            self.writers.insert(key.clone(), writer);
+        }
+        Ok(self.writers.get_mut(&key).expect("inserted above"))
+    }
+}
+
+struct JobContext {
+    state: Arc<Mutex<JobState>>,
+    health: Arc<Health>,
+}
+
+impl ClientContext for JobContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        record_statistics(statistics, &self.health);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka client error");
+        if matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)) {
+            self.health.kafka_up.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ConsumerContext for JobContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            lock(&self.state).revoke(tpl);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            lock(&self.state).assign(tpl);
+        }
+    }
+}
+
+fn lock(state: &Mutex<JobState>) -> std::sync::MutexGuard<'_, JobState> {
+    // A panic while holding the lock leaves nothing half-done on disk (the
+    // commit protocol is crash-safe), so a poisoned lock is still usable.
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads consumer lag per partition and broker state from librdkafka's
+/// statistics JSON.
+fn record_statistics(raw: &[u8], health: &Health) {
+    let Ok(stats) = serde_json::from_slice::<serde_json::Value>(raw) else { return };
+    if let Some(brokers) = stats.get("brokers").and_then(|b| b.as_object()) {
+        let up = brokers.values().any(|b| b.get("state").and_then(|s| s.as_str()) == Some("UP"));
+        health.kafka_up.store(up, Ordering::Relaxed);
+    }
+    let Some(topics) = stats.get("topics").and_then(|t| t.as_object()) else { return };
+    for (topic, t) in topics {
+        let Some(partitions) = t.get("partitions").and_then(|p| p.as_object()) else { continue };
+        for (partition, p) in partitions {
+            if partition == "-1" {
+                continue;
+            }
+            if let Some(lag) = p.get("consumer_lag").and_then(|l| l.as_i64()).filter(|l| *l >= 0) {
+                metrics::gauge!("bouncelens_consumer_lag", "topic" => topic.clone(), "partition" => partition.clone())
+                    .set(lag as f64);
+            }
+        }
+    }
+}
+
+/// How the job ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopWhen {
+    /// On SIGTERM/SIGINT (or the shutdown channel) only.
+    Signalled,
+    /// Also once every assigned partition has been read to its end.
+    Drained,
+}
+
+/// What a finished run did.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    pub totals: Totals,
+    pub replayed: u64,
+}
+
+/// The stream job.
+pub struct StreamJob {
+    config: Config,
+    classifier: Classifier,
+    decode: DecodeSettings,
+    health: Arc<Health>,
+}
+
+impl StreamJob {
+    pub fn new(config: Config, classifier: Classifier, decode: DecodeSettings) -> Self {
+        Self { config, classifier, decode, health: Arc::new(Health::default()) }
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    fn client_config(&self, stop: StopWhen) -> ClientConfig {
+        let k = &self.config.kafka;
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &k.brokers)
+            .set("group.id", &k.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", &k.auto_offset_reset)
+            .set("statistics.interval.ms", "5000")
+            .set("session.timeout.ms", "10000")
+            .set("enable.partition.eof", if stop == StopWhen::Drained { "true" } else { "false" })
+            .set_log_level(RDKafkaLogLevel::Warning);
+        for (key, value) in &k.librdkafka {
+            c.set(key, value);
+        }
+        c
+    }
+
+    /// Runs until `shutdown` turns true, or until drained.
+    pub async fn run(
+        &self,
+        stop: StopWhen,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<RunSummary, StreamError> {
+        let brokers = self.config.kafka.brokers.clone();
+        let kafka = |source| StreamError::Kafka { brokers: brokers.clone(), source };
+        let committer = Committer::new(
+            crate::sink::Layout::new(&self.config.data_dir),
+            self.config.zone().map_err(|e| SinkError::Corrupt {
+                path: "time_zone".into(),
+                problem: e.to_string(),
+            })?,
+        );
+        committer.check_writable()?;
+        let state = Arc::new(Mutex::new(JobState {
+            committer: committer.clone(),
+            decode: self.decode.clone(),
+            max_raw_bytes: self.config.dead_letter.max_raw_bytes,
+            writers: HashMap::new(),
+            assigned: HashSet::new(),
+        }));
+        let context = JobContext { state: state.clone(), health: self.health.clone() };
+        let consumer: StreamConsumer<JobContext> =
+            self.client_config(stop).create_with_context(context).map_err(kafka)?;
+        let topics: Vec<&str> = self.config.kafka.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(kafka)?;
+        let dead_letters = self.dead_letter_producer().map_err(kafka)?;
+        let policy = self.config.flush;
+        let mut summary = RunSummary::default();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tracing::info!(brokers = %self.config.kafka.brokers, topics = ?topics, group = %self.config.kafka.group_id, data = %self.config.data_dir.display(), "stream job started");
+        loop {
+            tokio::select! {
+                message = consumer.recv() => {
+                    match message {
+                        Ok(m) => {
+                            let key = (m.topic().to_string(), m.partition());
+                            let received = m.timestamp().to_millis().and_then(DateTime::<Utc>::from_timestamp_millis);
+                            let payload = m.payload().unwrap_or_default().to_vec();
+                            let offset = m.offset();
+                            drop(m);
+                            let rejected = self.take_message(&state, &key, offset, &payload, received, &mut summary)?;
+                            if let (Some(row), Some(producer)) = (rejected, &dead_letters) {
+                                self.send_dead_letter(producer, &row, &payload).await;
+                            }
+                            self.flush_due(&state, &consumer, &policy, false)?;
+                        }
+                        Err(KafkaError::PartitionEOF(_)) => {
+                            if stop == StopWhen::Drained && self.drained(&state, &consumer) {
+                                tracing::info!("every assigned partition is read to its end");
+                                break;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "kafka consumer error; retrying"),
+                    }
+                }
+                _ = tick.tick() => self.flush_due(&state, &consumer, &policy, false)?,
+                _ = shutdown.changed() => {
+                    tracing::info!("shutdown requested");
+                    break;
+                }
+            }
+        }
+        self.flush_due(&state, &consumer, &policy, true)?;
+        let st = lock(&state);
+        for w in st.writers.values() {
+            summary.totals.add(&w.totals());
+        }
+        tracing::info!(consumed = summary.totals.consumed, written = summary.totals.written, dead_lettered = summary.totals.dead_lettered, skipped = summary.totals.skipped, "stream job stopped");
+        Ok(summary)
+    }
+
+    /// Hands one message to its partition's writer. Returns the dead
+    /// letter to forward, if the message was one.
+    fn take_message(
+        &self,
+        state: &Mutex<JobState>,
+        key: &(String, i32),
+        offset: i64,
+        payload: &[u8],
+        received: Option<DateTime<Utc>>,
+        summary: &mut RunSummary,
+    ) -> Result<Option<RejectedRow>, StreamError> {
+        let mut st = lock(state);
+        if !st.assigned.contains(key) {
+            // Fetched before a revoke: its next owner reads it.
+            return Ok(None);
+        }
+        let writer = st.writer(&key.0, key.1)?;
+        metrics::counter!("bouncelens_records_consumed_total").increment(1);
+        Ok(match writer.accept(&self.classifier, offset, payload, received) {
+            Accepted::AlreadyWritten => {
+                summary.replayed += 1;
+                None
+            }
+            Accepted::DeadLettered(row) => Some(*row),
+            Accepted::Buffered { .. } | Accepted::Skipped => None,
+        })
+    }
+
+    /// Flushes due partitions (all of them when `all`), then commits
+    /// their offsets to Kafka.
+    fn flush_due(
+        &self,
+        state: &Mutex<JobState>,
+        consumer: &StreamConsumer<JobContext>,
+        policy: &FlushPolicy,
+        all: bool,
+    ) -> Result<(), StreamError> {
+        let mut offsets = TopicPartitionList::new();
+        {
+            let mut st = lock(state);
+            let committer = st.committer.clone();
+            for ((topic, partition), writer) in st.writers.iter_mut() {
+                if !(all || writer.due(policy)) {
+                    continue;
+                }
+                let flushed = tokio::task::block_in_place(|| writer.flush(&committer))?;
+                if let Some((next, _)) = flushed {
+                    offsets
+                        .add_partition_offset(topic, *partition, Offset::Offset(next))
+                        .expect("a valid offset");
+                }
+            }
+        }
+        if offsets.count() == 0 {
+            return Ok(());
+        }
+        // The data is durable; now Kafka may know.
+        let mode = if all { CommitMode::Sync } else { CommitMode::Async };
+        match consumer.commit(&offsets, mode) {
+            Ok(()) => {
+                self.health.last_commit.store(Utc::now().timestamp(), Ordering::Relaxed);
+                metrics::gauge!("bouncelens_last_commit_timestamp_seconds").set(Utc::now().timestamp() as f64);
+            }
+            // Harmless: the checkpoint already covers these offsets.
+            Err(e) => tracing::warn!(error = %e, "offset commit to Kafka failed; the data root's checkpoint still holds"),
+        }
+        Ok(())
+    }
+
+    /// In drain mode: whether every assigned partition is at its end.
+    fn drained(
+        &self,
+        state: &Mutex<JobState>,
+        consumer: &StreamConsumer<JobContext>,
+    ) -> bool {
+        let assigned: Vec<(String, i32)> = lock(state).assigned.iter().cloned().collect();
+        if assigned.is_empty() {
+            return false;
+        }
+        // An EOF only names the partition; confirm with the watermarks.
+        assigned.iter().all(|(topic, p)| {
+            let high = tokio::task::block_in_place(|| {
+                consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)).map(|(_, h)| h)
+            });
+            let read_to = lock(state).writer(topic, *p).map_or(0, |w| w.read_offset());
+            matches!(high, Ok(h) if read_to >= h)
+        })
+    }
+
+    fn dead_letter_producer(&self) -> Result<Option<FutureProducer>, KafkaError> {
+        if self.config.dead_letter.topic.is_empty() {
+            return Ok(None);
+        }
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.config.kafka.brokers);
+        for (key, value) in &self.config.kafka.librdkafka {
+            c.set(key, value);
+        }
+        c.create().map(Some)
+    }
+
+    async fn send_dead_letter(&self, producer: &FutureProducer, row: &RejectedRow, payload: &[u8]) {
+        let partition = row.source.partition.to_string();
+        let offset = row.source.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "bouncelens.reason", value: Some(row.reason) })
+            .insert(Header { key: "bouncelens.detail", value: Some(row.detail.as_str()) })
+            .insert(Header { key: "bouncelens.source.topic", value: Some(row.source.topic.as_str()) })
+            .insert(Header { key: "bouncelens.source.partition", value: Some(partition.as_str()) })
+            .insert(Header { key: "bouncelens.source.offset", value: Some(offset.as_str()) });
+        let record = FutureRecord::<(), [u8]>::to(&self.config.dead_letter.topic)
+            .payload(payload)
+            .headers(headers);
+        if let Err((error, _)) = producer.send(record, Duration::from_secs(10)).await {
+            tracing::error!(%error, topic = %self.config.dead_letter.topic, "could not forward a dead letter to Kafka; it is still in the rejected table");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The bounce classifier: from a reply (and its codes) to a reason.
+//!
+//! # How a reply is decided
+//!
+//! 1. **Phrases.** The reply is folded (see [`super::normalize`]) and every
+//!    taxonomy phrase is searched for at once with one Aho-Corasick
+//!    automaton, ASCII case-insensitively. Phrases that begin with a letter
+//!    or digit must begin a token (`a not found` does not match inside
+//!    `data not found`); short phrases (six characters or fewer) and phrases
+//!    ending in a digit must also end one (`SDN3` does not match `SDN31`).
+//! 2. **Overlaps.** When several phrases match, the one with the highest
+//!    reason priority wins; among equals the longest phrase (in characters)
+//!    wins, because the longer phrase is the more specific statement
+//!    (`User unknown in local recipient table` over `Address rejected`,
+//!    `554 Service unavailable` over `Service unavailable`); among equals
+//!    again, the leftmost. Priorities are for signals that beat any wording:
+//!    a CAC spam-channel code, a virus verdict.
+//! 3. **Enhanced status code.** With no phrase, the RFC 3463 code of the
+//!    record, or else the first one in the reply, is looked up from the most
+//!    specific pattern to the least: `5.1.1`, `x.1.1`, `5.1.x`, `x.1.x`,
+//!    `5.x.x`.
+//! 4. **Reply code.** Then the basic reply code: `552`, then `5xx`.
+//! 5. Otherwise the category is `unclassified`.
+//!
+//! Severity comes from the reply code class when there is one (5xx hard,
+//! 4xx soft), else from the enhanced code class, else from the delivery's
+//! outcome when the caller knows it, else from the reason's default.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use serde::Serialize;
+
+use super::codes::{
+    EnhancedCode, EnhancedPattern, ReplyPattern, find_enhanced_code, find_reply_code,
+    parse_reply_code,
+};
+use super::model::{Reason, Severity, Taxonomy, TaxonomyError, UNCLASSIFIED};
+use super::normalize::{fold_phrase, fold_reply};
+
+/// Phrases this short or shorter must stand as whole tokens.
+const SHORT_PHRASE_CHARS: usize = 6;
+
+/// Which rule decided a classification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    Phrase,
+    EnhancedCode,
+    ReplyCode,
+    None,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Phrase => "phrase",
+            Rule::EnhancedCode => "enhanced_code",
+            Rule::ReplyCode => "reply_code",
+            Rule::None => "none",
+        }
+    }
+}
+
+/// What the classifier is given: the reply text and whatever codes the
+/// record carries separately.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reply<'a> {
+    pub text: &'a str,
+    pub reply_code: Option<u16>,
+    pub enhanced_code: Option<EnhancedCode>,
+    /// The severity implied by the delivery's outcome (a deferral is soft),
+    /// used only when no code says otherwise.
+    pub outcome_severity: Option<Severity>,
+}
+
+impl<'a> Reply<'a> {
+    pub fn text(text: &'a str) -> Self {
+        Self { text, ..Self::default() }
+    }
+}
+
+/// What decided: the phrase as written in the taxonomy, or a code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Matched<'t> {
+    Phrase(&'t str),
+    Enhanced(EnhancedCode),
+    Reply(u16),
+    Nothing,
+}
+
+impl Matched<'_> {
+    pub fn to_option_string(self) -> Option<String> {
+        match self {
+            Matched::Phrase(p) => Some(p.to_string()),
+            Matched::Enhanced(c) => Some(c.to_string()),
+            Matched::Reply(c) => Some(c.to_string()),
+            Matched::Nothing => None,
+        }
+    }
+}
+
+/// The classifier's answer for one reply.
+#[derive(Clone, Copy, Debug)]
+pub struct Verdict<'t> {
+    pub reason: Option<&'t Reason>,
+    pub severity: Severity,
+    pub rule: Rule,
+    pub matched: Matched<'t>,
+}
+
+impl<'t> Verdict<'t> {
+    pub fn category(&self) -> &'t str {
+        self.reason.map_or(UNCLASSIFIED, |r| r.category.as_str())
+    }
+
+    pub fn reason_id(&self) -> Option<&'t str> {
+        self.reason.map(|r| r.id.as_str())
+    }
+}
+
+struct PhraseMeta {
+    reason: usize,
+    phrase: String,
+    chars: usize,
+    token_start: bool,
+    token_end: bool,
+}
+
+/// A compiled taxonomy, ready to classify. Cheap to share across threads.
+#[derive(Clone)]
+pub struct Classifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    taxonomy: Taxonomy,
+    automaton: AhoCorasick,
+    phrases: Vec<PhraseMeta>,
+    enhanced: HashMap<EnhancedPattern, usize>,
+    reply: HashMap<ReplyPattern, usize>,
+}
+
+thread_local! {
+    static FOLDED: RefCell<String> = RefCell::new(String::with_capacity(512));
+}
+
+impl Classifier {
+    /// Compiles a validated taxonomy.
+    pub fn new(taxonomy: Taxonomy) -> Result<Self, TaxonomyError> {
+        taxonomy.validate()?;
+        let mut phrases = Vec::new();
+        let mut patterns = Vec::new();
+        let mut enhanced = HashMap::new();
+        let mut reply = HashMap::new();
+        for (index, reason) in taxonomy.reasons.iter().enumerate() {
+            for phrase in reason.all_phrases() {
+                // A FAQ "phrase" that is only a reply code is a code rule.
+                if let Some(code) = parse_reply_code(phrase) {
+                    reply.entry(ReplyPattern::Exact(code)).or_insert(index);
+                    continue;
+                }
+                let folded = phrase.split_whitespace().collect::<Vec<_>>().join(" ");
+                let chars = folded.chars().count();
+                let first = folded.chars().next().expect("validated non-empty");
+                let last = folded.chars().last().expect("validated non-empty");
+                patterns.push(folded.clone());
+                phrases.push(PhraseMeta {
+                    reason: index,
+                    phrase: phrase.to_string(),
+                    chars,
+                    token_start: first.is_ascii_alphanumeric(),
+                    token_end: last.is_ascii_alphanumeric()
+                        && (chars <= SHORT_PHRASE_CHARS || last.is_ascii_digit()),
+                });
+            }
+            for pattern in &reason.enhanced_codes {
+                let p = EnhancedPattern::parse(pattern).expect("validated");
+                enhanced.insert(p, index);
+            }
+            for pattern in &reason.reply_codes {
+                let p = ReplyPattern::parse(pattern).expect("validated");
+                reply.insert(p, index);
+            }
+        }
+        let automaton = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&patterns)
+            .map_err(|e| TaxonomyError::Invalid {
+                problems: vec![format!("the phrases cannot be compiled: {e}")],
+            })?;
+        debug_assert_eq!(fold_phrase("A"), "a");
+        Ok(Self { inner: Arc::new(Inner { taxonomy, automaton, phrases, enhanced, reply }) })
+    }
+
+    /// The built-in taxonomy, compiled.
+    pub fn builtin() -> Self {
+        Self::new(Taxonomy::builtin()).expect("the built-in taxonomy is valid; a test guards it")
+    }
+
+    pub fn taxonomy(&self) -> &Taxonomy {
+        &self.inner.taxonomy
+    }
+
+    /// Classifies one reply.
+    pub fn classify<'t>(&'t self, reply: &Reply<'_>) -> Verdict<'t> {
+        let reply_code = reply.reply_code.or_else(|| find_reply_code(reply.text));
+        let enhanced_code = reply.enhanced_code.or_else(|| find_enhanced_code(reply.text));
+        let severity_from_codes = match (reply_code, enhanced_code) {
+            (Some(c), _) if (500..600).contains(&c) => Some(Severity::Hard),
+            (Some(c), _) if (400..500).contains(&c) => Some(Severity::Soft),
+            (_, Some(e)) if e.class == 5 => Some(Severity::Hard),
+            (_, Some(e)) if e.class == 4 => Some(Severity::Soft),
+            _ => None,
+        };
+        let severity_hint = severity_from_codes.or(reply.outcome_severity);
+        let (reason, rule, matched) = self
+            .match_phrase(reply.text)
+            .map(|(r, phrase)| (Some(r), Rule::Phrase, Matched::Phrase(phrase)))
+            .or_else(|| {
+                let code = enhanced_code?;
+                let r = self.lookup_enhanced(code)?;
+                Some((Some(r), Rule::EnhancedCode, Matched::Enhanced(code)))
+            })
+            .or_else(|| {
+                let code = reply_code?;
+                let r = self.lookup_reply(code)?;
+                Some((Some(r), Rule::ReplyCode, Matched::Reply(code)))
+            })
+            .unwrap_or((None, Rule::None, Matched::Nothing));
+        let reason = reason.map(|i| &self.inner.taxonomy.reasons[i]);
+        let severity = severity_hint
+            .or(reason.map(|r| r.severity))
+            .unwrap_or(Severity::Hard);
+        Verdict { reason, severity, rule, matched }
+    }
+
+    /// The best phrase in `text` by priority, then length, then position.
+    fn match_phrase(&self, text: &str) -> Option<(usize, &str)> {
+        FOLDED.with(|buf| {
+            let mut folded = buf.borrow_mut();
+            fold_reply(text, &mut folded);
+            let hay = folded.as_bytes();
+            let mut best: Option<(i32, usize, std::cmp::Reverse<usize>, usize)> = None;
+            for m in self.inner.automaton.find_overlapping_iter(folded.as_str()) {
+                let meta = &self.inner.phrases[m.pattern().as_usize()];
+                if meta.token_start && m.start() > 0 && is_word_byte(hay[m.start() - 1]) {
+                    continue;
+                }
+                if meta.token_end && hay.get(m.end()).is_some_and(|&b| is_word_byte(b)) {
+                    continue;
+                }
+                let priority = self.inner.taxonomy.reasons[meta.reason].priority;
+                let key = (priority, meta.chars, std::cmp::Reverse(m.start()), m.pattern().as_usize());
+                if best.is_none_or(|b| (key.0, key.1, key.2) > (b.0, b.1, b.2)) {
+                    best = Some(key);
+                }
+            }
+            best.map(|(_, _, _, p)| {
+                let meta = &self.inner.phrases[p];
+                (meta.reason, meta.phrase.as_str())
+            })
+        })
+    }
+
+    fn lookup_enhanced(&self, code: EnhancedCode) -> Option<usize> {
+        EnhancedPattern::candidates(code)
+            .iter()
+            .find_map(|p| self.inner.enhanced.get(p).copied())
+    }
+
+    fn lookup_reply(&self, code: u16) -> Option<usize> {
+        let class = u8::try_from(code / 100).ok()?;
+        self.inner
+            .reply
+            .get(&ReplyPattern::Exact(code))
+            .or_else(|| self.inner.reply.get(&ReplyPattern::Class(class)))
+            .copied()
+    }
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}

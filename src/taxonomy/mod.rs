@@ -1,0 +1,13 @@
+//! The bounce reason taxonomy: the data (categories, reasons, phrases,
+//! code fallbacks), its validation, and the classifier built from it.
+
+pub mod codes;
+pub mod matcher;
+pub mod model;
+pub mod normalize;
+
+pub use matcher::{Classifier, Matched, Reply, Rule, Verdict};
+pub use model::{
+    BUILTIN_TAXONOMY, CATEGORY_IDS, Category, Reason, Severity, Taxonomy, TaxonomyError,
+    UNCLASSIFIED,
+};
