@@ -275,7 +275,7 @@ fn parse_fields(rest: &str) -> Vec<(&str, &str)> {
         .filter_map(|part| {
             let (k, v) = part.split_once('=')?;
             let k = k.trim();
-            (!k.is_empty() && !k.contains(' ')).then_some((k, v.trim()))
+            (!k.is_empty() && !k.contains(' ')).then_some((k, v.trim().trim_end_matches(',')))
         })
         .collect()
 }
@@ -357,7 +357,8 @@ fn bsd_time(
     let year = reference.with_timezone(&tz).year();
     match at_year(year) {
         Some(t) if t <= reference + Duration::days(7) => Some(t),
-        _ => at_year(year - 1).or_else(|| at_year(year - 4)),
+        // The latest earlier year in which the date exists (Feb 29).
+        _ => (1..=8).find_map(|back| at_year(year - back)),
     }
 }
 

@@ -14,13 +14,17 @@
 //!    (`User unknown in local recipient table` over `Address rejected`,
 //!    `554 Service unavailable` over `Service unavailable`); among equals
 //!    again, the leftmost. Priorities are for signals that beat any wording:
-//!    a CAC spam-channel code, a virus verdict.
-//! 3. **Enhanced status code.** With no phrase, the RFC 3463 code of the
-//!    record, or else the first one in the reply, is looked up from the most
-//!    specific pattern to the least: `5.1.1`, `x.1.1`, `5.1.x`, `x.1.x`,
-//!    `5.x.x`.
-//! 4. **Reply code.** Then the basic reply code: `552`, then `5xx`.
-//! 5. Otherwise the category is `unclassified`.
+//!    a CAC spam-channel code, a virus verdict. A phrase of negative
+//!    priority is *weak* (generic wording such as `Address rejected`): it
+//!    yields to an enhanced status code that names a subject (`5.1.1`,
+//!    `x.2.x`), though not to a bare class (`5.x.x`).
+//! 3. **Codes.** With no phrase, the codes decide, the more informative
+//!    first: the RFC 3463 enhanced code of the record (or else the first one
+//!    in the reply) by a pattern naming its subject (`5.1.1`, `x.1.1`,
+//!    `5.1.x`, `x.1.x`; subject 0, "undefined", only by an exact pattern);
+//!    then the exact reply code (`552`); then the enhanced code's class
+//!    (`5.x.x`); then the reply code's class (`5xx`).
+//! 4. Otherwise the category is `unclassified`.
 //!
 //! Severity comes from the reply code class when there is one (5xx hard,
 //! 4xx soft), else from the enhanced code class, else from the delivery's
@@ -218,19 +222,30 @@ impl Classifier {
             _ => None,
         };
         let severity_hint = severity_from_codes.or(reply.outcome_severity);
-        let (reason, rule, matched) = self
-            .match_phrase(reply.text)
+        let phrase = self.match_phrase(reply.text).filter(|(r, _)| {
+            let weak = self.inner.taxonomy.reasons[*r].priority < 0;
+            !(weak && enhanced_code.and_then(|c| self.lookup_enhanced_specific(c)).is_some())
+        });
+        let by_enhanced = |specific: bool| {
+            let code = enhanced_code?;
+            let r = if specific {
+                self.lookup_enhanced_specific(code)
+            } else {
+                self.lookup_enhanced(code)
+            }?;
+            Some((Some(r), Rule::EnhancedCode, Matched::Enhanced(code)))
+        };
+        let by_reply = |exact: bool| {
+            let code = reply_code?;
+            let r = self.lookup_reply(code, exact)?;
+            Some((Some(r), Rule::ReplyCode, Matched::Reply(code)))
+        };
+        let (reason, rule, matched) = phrase
             .map(|(r, phrase)| (Some(r), Rule::Phrase, Matched::Phrase(phrase)))
-            .or_else(|| {
-                let code = enhanced_code?;
-                let r = self.lookup_enhanced(code)?;
-                Some((Some(r), Rule::EnhancedCode, Matched::Enhanced(code)))
-            })
-            .or_else(|| {
-                let code = reply_code?;
-                let r = self.lookup_reply(code)?;
-                Some((Some(r), Rule::ReplyCode, Matched::Reply(code)))
-            })
+            .or_else(|| by_enhanced(true))
+            .or_else(|| by_reply(true))
+            .or_else(|| by_enhanced(false))
+            .or_else(|| by_reply(false))
             .unwrap_or((None, Rule::None, Matched::Nothing));
         let reason = reason.map(|i| &self.inner.taxonomy.reasons[i]);
         let severity = severity_hint
@@ -273,13 +288,23 @@ impl Classifier {
             .find_map(|p| self.inner.enhanced.get(p).copied())
     }
 
-    fn lookup_reply(&self, code: u16) -> Option<usize> {
-        let class = u8::try_from(code / 100).ok()?;
-        self.inner
-            .reply
-            .get(&ReplyPattern::Exact(code))
-            .or_else(|| self.inner.reply.get(&ReplyPattern::Class(class)))
-            .copied()
+    /// Like [`Self::lookup_enhanced`], without the patterns that say no
+    /// more than the class: `5.x.x`, and `x.0.x` (subject 0 is "other or
+    /// undefined") unless the table names that exact code.
+    fn lookup_enhanced_specific(&self, code: EnhancedCode) -> Option<usize> {
+        let candidates = EnhancedPattern::candidates(code);
+        let usable = if code.subject == 0 { &candidates[..1] } else { &candidates[..4] };
+        usable.iter().find_map(|p| self.inner.enhanced.get(p).copied())
+    }
+
+    /// The reason for an exact reply code, or (`exact` false) for its class.
+    fn lookup_reply(&self, code: u16, exact: bool) -> Option<usize> {
+        let pattern = if exact {
+            ReplyPattern::Exact(code)
+        } else {
+            ReplyPattern::Class(u8::try_from(code / 100).ok()?)
+        };
+        self.inner.reply.get(&pattern).copied()
     }
 }
 
