@@ -27,7 +27,7 @@ const DEMO_REPORT_SQL: &str = include_str!("../queries/demo_org_overview.sql");
 
 pub fn init_logging(config: &Config, quiet: bool) {
     let default = if quiet { "warn" } else { config.log.level.as_str() };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BOUNCELENS_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if config.log.format == "json" {

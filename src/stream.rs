@@ -117,6 +117,11 @@ impl ClientContext for JobContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(&error, KafkaError::Global(code) if *code == rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        {
+            return;
+        }
         tracing::warn!(%error, reason, "kafka client error");
         if matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)) {
             self.health.kafka_up.store(false, Ordering::Relaxed);

@@ -10,9 +10,9 @@
 //! <root>/_bouncelens/checkpoints/  per source: next offset and join state
 //! ```
 //!
-//! Directories starting with `_` are ignored by DataFusion, DuckDB and
-//! Spark when they read the tables, and no org directory can start with one
-//! (see [`encode_org`]).
+//! The internal `_bouncelens` directory starts with `_`, which DataFusion,
+//! DuckDB and Spark skip when they list a table; the `org=` prefix keeps any
+//! organisation directory from doing so.
 
 use std::path::{Path, PathBuf};
 
@@ -28,10 +28,10 @@ const MAX_ORG_DIR_BYTES: usize = 96;
 /// - Organisation ids are case-insensitive (they are domains or tenant
 ///   names): the id is lower-cased first, so `Acme` and `acme` are one
 ///   organisation, on every file system.
-/// - `a-z`, `0-9`, `-`, `_` and `.` stand for themselves, except a leading
-///   `.` or `_`; every other byte (of the UTF-8 form) is written `%XX`. So
-///   `/`, `\`, NUL, `..` and `=` cannot appear raw, and the encoding is
-///   reversible: two different ids never give the same name.
+/// - `a-z`, `0-9`, `-`, `_` and `.` stand for themselves; every other byte
+///   (of the UTF-8 form) is written `%XX`. So `/`, `\`, NUL and `=` cannot
+///   appear raw, and the encoding is reversible: two different ids never
+///   give the same name. (`..` stays `..`, harmless inside `org=..`.)
 /// - `~` is never written raw by the rule above, so it marks the two
 ///   special forms: the empty id is `~empty`, and a name longer than 96
 ///   bytes keeps 80 bytes of its encoding, then `~` and 16 hex digits of a
@@ -42,11 +42,9 @@ pub fn encode_org(org_id: &str) -> String {
         return "~empty".to_string();
     }
     let mut out = String::with_capacity(lower.len());
-    for (i, b) in lower.bytes().enumerate() {
-        let plain = b.is_ascii_lowercase()
-            || b.is_ascii_digit()
-            || b == b'-'
-            || ((b == b'.' || b == b'_') && i > 0);
+    for b in lower.bytes() {
+        let plain =
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_');
         if plain {
             out.push(b as char);
         } else {
@@ -145,8 +143,6 @@ mod tests {
             assert!(!dir.is_empty(), "{id:?}");
             assert!(dir.len() <= MAX_ORG_DIR_BYTES + 17, "{id:?} -> {dir}");
             assert!(!dir.contains('/') && !dir.contains('\\') && !dir.contains('\0'), "{dir}");
-            assert!(!dir.starts_with('.') && !dir.starts_with('_'), "{dir}");
-            assert!(dir != "." && dir != "..", "{dir}");
             assert!(seen.insert(dir.clone()), "{id:?} collides as {dir}");
             let path = Layout::new("/data").delivery_dir("2026-01-01", &dir);
             assert!(path.starts_with("/data/deliveries/date=2026-01-01"), "{path:?}");
