@@ -203,12 +203,17 @@ fn a_second_consumer_joining_mid_stream_doubles_nothing() {
     let data = dir.path().join("data");
     let cfg = [("BOUNCELENS_FLUSH__MAX_ROWS", "500"), ("BOUNCELENS_FLUSH__MAX_AGE_SECS", "1")];
     let mut a = spawn_job(&broker.bootstrap(), "logs", "rebalance", &data, &cfg, false);
-    std::thread::sleep(Duration::from_secs(4));
+    // Wait until the first member has written something.
+    let deadline = Instant::now() + WAIT;
+    while scalar(&data, "SELECT count(*) FROM deliveries") == 0 {
+        assert!(Instant::now() < deadline, "the first member wrote nothing:\n{}", job_output(&data));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The second member joins while the first is consuming; more arrives.
     let mut b = spawn_job(&broker.bootstrap(), "logs", "rebalance", &data, &cfg, false);
     let second_half: Vec<_> = canonical_events(8000, 99)
         .into_iter()
-        .map(|(k, p)| (k, String::from_utf8(p).unwrap().replace("\"r", "\"second-r").into_bytes()))
+        .map(|(k, p)| (k, String::from_utf8(p).unwrap().replace("\"recipient\":\"r", "\"recipient\":\"second-r").into_bytes()))
         .collect();
     produce(&broker.bootstrap(), "logs", &second_half);
     let deadline = Instant::now() + WAIT;
@@ -226,8 +231,9 @@ fn a_second_consumer_joining_mid_stream_doubles_nothing() {
     assert!(a.wait().unwrap().success(), "{}", job_output(&data));
     assert!(b.wait().unwrap().success(), "{}", job_output(&data));
     let total = scalar(&data, "SELECT count(*) FROM deliveries");
-    assert_eq!(total, 16_000);
+    assert_eq!(total, 16_000, "{}", job_output(&data));
     assert_eq!(scalar(&data, "SELECT count(DISTINCT event_id) FROM deliveries"), total);
+    assert_eq!(scalar(&data, "SELECT count(*) FROM rejected"), 0);
     // Both members wrote: the second really took partitions over.
     let sources = std::fs::read_dir(data.join("_bouncelens/checkpoints")).unwrap().count();
     assert_eq!(sources, 4);

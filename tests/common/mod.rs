@@ -167,7 +167,7 @@ pub fn spawn_job(brokers: &str, topic: &str, group: &str, data: &Path, extra: &[
         .env("BOUNCELENS_KAFKA__GROUP_ID", group)
         .env("BOUNCELENS_METRICS__LISTEN", "")
         .env("BOUNCELENS_SUMMARY__ENABLED", "false")
-        .env("BOUNCELENS_LOG__LEVEL", "warn")
+        .env("BOUNCELENS_LOG__LEVEL", "info")
         .stdout(Stdio::null())
         .stderr(job_log(data));
     for (k, v) in extra {
