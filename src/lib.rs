@@ -14,4 +14,4 @@ pub mod schedule;
 pub mod serve;
 pub mod sink;
 pub mod stream;
-pub mod taxonomy;
+pub use bouncelens_taxonomy as taxonomy;

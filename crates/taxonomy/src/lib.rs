@@ -1,5 +1,8 @@
 //! The bounce reason taxonomy: the data (categories, reasons, phrases,
 //! code fallbacks), its validation, and the classifier built from it.
+//!
+//! A crate of its own so that the classifier, the hot path of the stream
+//! job, builds and benchmarks without the query engine.
 
 pub mod codes;
 pub mod matcher;

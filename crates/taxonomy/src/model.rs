@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// The built-in taxonomy file, as shipped.
-pub const BUILTIN_TAXONOMY: &str = include_str!("../../schemas/taxonomy.toml");
+pub const BUILTIN_TAXONOMY: &str = include_str!("../../../schemas/taxonomy.toml");
 
 /// The category ids, in the order of the platform FAQ's bounce table.
 ///
