@@ -23,7 +23,7 @@ use bouncelens::taxonomy::{CATEGORY_IDS, Classifier, Taxonomy};
 const DEMO_LOG: &[u8] = include_bytes!("../examples/postfix-mail.log");
 
 /// The demo's closing report: one row per organisation.
-const DEMO_REPORT_SQL: &str = include_str!("../queries/demo_org_overview.sql");
+const DEMO_REPORT_SQL: &str = include_str!("../queries/demo/org_overview.sql");
 
 pub fn init_logging(config: &Config, quiet: bool) {
     let default = if quiet { "warn" } else { config.log.level.as_str() };
@@ -91,6 +91,9 @@ pub fn run_stream(config: Config, classifier: Classifier, until_drained: bool) -
             shutdown_signal().await;
             let _ = tx.send(true);
         });
+        if config.summary.enabled {
+            tokio::spawn(crate::report_cli::summary_scheduler(config.clone()));
+        }
         let stop = if until_drained { StopWhen::Drained } else { StopWhen::Signalled };
         let summary = job.run(stop, rx).await?;
         let t = summary.totals;

@@ -13,6 +13,7 @@ use bouncelens::formats::{DecodeSettings, InputFormat, OrgResolver};
 use bouncelens::taxonomy::{Classifier, Taxonomy};
 
 mod cli;
+mod report_cli;
 
 #[derive(Parser)]
 #[command(name = "bouncelens", version, about = "Mail-delivery analytics: classify bounces, write exactly-once Parquet from Kafka, report with SQL")]
@@ -94,6 +95,58 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Run a report (`--list` shows them) for one organisation and date range.
+    Report {
+        /// The report's name.
+        name: Option<String>,
+        /// List the reports and what each answers.
+        #[arg(long)]
+        list: bool,
+        /// The organisation id (e.g. example.com).
+        #[arg(long)]
+        org: Option<String>,
+        /// First day, YYYY-MM-DD (default: the --to day).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD, `today` or `yesterday` (default: yesterday).
+        #[arg(long)]
+        to: Option<String>,
+        /// Most rows for reports that list things.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Language of advice and labels.
+        #[arg(long, value_enum, default_value = "en")]
+        lang: bouncelens::report::Lang,
+        #[arg(long, value_enum, default_value = "table")]
+        format: report_cli::OutputFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run a read-only SQL query over `deliveries` and `rejected`; without
+    /// a query, an interactive prompt.
+    Sql {
+        query: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: report_cli::OutputFormat,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write the daily bounce summaries (JSON and Markdown) of one day.
+    Summary {
+        /// The day: YYYY-MM-DD, `today` or `yesterday`.
+        #[arg(long)]
+        date: String,
+        /// Only this organisation.
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -157,6 +210,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let (config, classifier) = load(&common)?;
             cli::init_logging(&config, true);
             cli::demo(config, classifier, log)
+        }
+        Command::Report { name, list, org, from, to, limit, lang, format, out, common } => {
+            let (config, ()) = load_config(&common)?;
+            let args = report_cli::ReportArgs { name, list, org, from, to, limit, lang, format, out };
+            report_cli::report(&config, args)
+        }
+        Command::Sql { query, format, out, common } => {
+            let (config, ()) = load_config(&common)?;
+            report_cli::sql(&config, query, format, out)
+        }
+        Command::Summary { date, org, common } => {
+            let (config, ()) = load_config(&common)?;
+            cli::init_logging(&config, true);
+            report_cli::summary(&config, &date, org.as_deref())
         }
         Command::Config { action: ConfigAction::Check { file } } => {
             let config = Config::load(file.as_deref())?;

@@ -83,7 +83,14 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryErr
     }
 }
 
-/// Runs a read-only query and collects its result.
+/// Runs a read-only query and collects its result; an empty result is one
+/// empty batch, so its columns are still known.
 pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
-    Ok(plan(ctx, sql).await?.collect().await?)
+    let df = plan(ctx, sql).await?;
+    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    if batches.is_empty() {
+        return Ok(vec![RecordBatch::new_empty(schema)]);
+    }
+    Ok(batches)
 }
