@@ -55,7 +55,9 @@ fn reply_of<'a>(
         enhanced_code: enhanced.and_then(EnhancedCode::parse),
         outcome_severity: match outcome {
             Some(Outcome::Deferred) => Some(Severity::Soft),
-            Some(Outcome::Bounced | Outcome::Expired | Outcome::Rejected) => Some(Severity::Hard),
+            Some(Outcome::Bounced | Outcome::Expired | Outcome::Rejected) => {
+                Some(Severity::Hard)
+            }
             _ => None,
         },
     }
@@ -127,20 +129,23 @@ pub fn classify_lines(
     Ok((ok, bad))
 }
 
-fn classify_line<'t>(classifier: &'t Classifier, line: &str) -> Result<Verdict<'t>, String> {
+fn classify_line<'t>(
+    classifier: &'t Classifier,
+    line: &str,
+) -> Result<Verdict<'t>, String> {
     if !line.starts_with('{') {
         return Ok(classifier.classify(&Reply::text(line)));
     }
-    let value: Value =
-        serde_json::from_str(line).map_err(|e| format!("line looks like JSON but does not parse: {e}"))?;
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| format!("line looks like JSON but does not parse: {e}"))?;
     let obj = value.as_object().ok_or("expected a JSON object")?;
-    let text = ["reply", "diagnostic", "response", "text"]
-        .iter()
-        .find_map(|k| match obj.get(*k) {
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(Value::Object(o)) => o.get("content").and_then(Value::as_str),
-            _ => None,
-        });
+    let text = ["reply", "diagnostic", "response", "text"].iter().find_map(|k| match obj
+        .get(*k)
+    {
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(Value::Object(o)) => o.get("content").and_then(Value::as_str),
+        _ => None,
+    });
     let code = obj.get("smtp_code").and_then(|v| match v {
         Value::Number(n) => n.as_u64().and_then(|c| u16::try_from(c).ok()),
         Value::String(s) => s.trim().parse().ok(),
@@ -148,13 +153,19 @@ fn classify_line<'t>(classifier: &'t Classifier, line: &str) -> Result<Verdict<'
     });
     let enhanced = obj.get("enhanced_code").and_then(Value::as_str);
     if text.is_none() && code.is_none() && enhanced.is_none() {
-        return Err("JSON record has none of `reply`, `smtp_code`, `enhanced_code`".to_string());
+        return Err(
+            "JSON record has none of `reply`, `smtp_code`, `enhanced_code`".to_string()
+        );
     }
     let outcome = obj.get("outcome").and_then(Value::as_str).and_then(Outcome::parse);
     Ok(classifier.classify(&reply_of(text.unwrap_or(""), code, enhanced, outcome)))
 }
 
-fn write_verdict(out: &mut impl Write, line: usize, v: &Verdict<'_>) -> std::io::Result<()> {
+fn write_verdict(
+    out: &mut impl Write,
+    line: usize,
+    v: &Verdict<'_>,
+) -> std::io::Result<()> {
     let record = ClassifyLine {
         line,
         category: v.category(),
@@ -171,7 +182,12 @@ fn write_verdict(out: &mut impl Write, line: usize, v: &Verdict<'_>) -> std::io:
     out.write_all(b"\n")
 }
 
-fn write_error(out: &mut impl Write, line: usize, error: &str, input: &str) -> std::io::Result<()> {
+fn write_error(
+    out: &mut impl Write,
+    line: usize,
+    error: &str,
+    input: &str,
+) -> std::io::Result<()> {
     let input: String = input.chars().take(200).collect();
     serde_json::to_writer(&mut *out, &ErrorLine { line, error, input })?;
     out.write_all(b"\n")

@@ -29,7 +29,8 @@ pub fn init_logging(config: &Config, quiet: bool) {
     let default = if quiet { "warn" } else { config.log.level.as_str() };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if config.log.format == "json" {
         builder.json().try_init()
     } else {
@@ -45,7 +46,11 @@ fn committer(config: &Config) -> Result<Committer> {
     Ok(Committer::new(Layout::new(&config.data_dir), config.zone()?))
 }
 
-pub fn ingest(config: &Config, classifier: &Classifier, inputs: &[String]) -> Result<ExitCode> {
+pub fn ingest(
+    config: &Config,
+    classifier: &Classifier,
+    inputs: &[String],
+) -> Result<ExitCode> {
     let committer = committer(config)?;
     committer.check_writable()?;
     let settings = crate::decode_settings(config)?;
@@ -62,7 +67,13 @@ pub fn ingest(config: &Config, classifier: &Classifier, inputs: &[String]) -> Re
         let t = report.totals;
         eprintln!(
             "{input}: consumed {} lines: {} deliveries ({} rows), {} dead-lettered, {} without a delivery; {} already ingested before; {} files",
-            t.consumed, t.written, t.rows, t.dead_lettered, t.skipped, report.already_written, report.files
+            t.consumed,
+            t.written,
+            t.rows,
+            t.dead_lettered,
+            t.skipped,
+            report.already_written,
+            report.files
         );
         all.add(&t);
     }
@@ -71,7 +82,11 @@ pub fn ingest(config: &Config, classifier: &Classifier, inputs: &[String]) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_stream(config: Config, classifier: Classifier, until_drained: bool) -> Result<ExitCode> {
+pub fn run_stream(
+    config: Config,
+    classifier: Classifier,
+    until_drained: bool,
+) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
         let settings = crate::decode_settings(&config)?;
@@ -109,8 +124,9 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler can be installed");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler can be installed");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -121,25 +137,38 @@ async fn shutdown_signal() {
 }
 
 /// Sends every non-empty line of `files` to `topic`; returns how many.
-pub fn produce(brokers: &str, topic: &str, files: &[PathBuf], config: &Config) -> Result<u64> {
+pub fn produce(
+    brokers: &str,
+    topic: &str,
+    files: &[PathBuf],
+    config: &Config,
+) -> Result<u64> {
     let rt = runtime()?;
     rt.block_on(async {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers).set("linger.ms", "20").set("message.timeout.ms", "60000");
+        c.set("bootstrap.servers", brokers)
+            .set("linger.ms", "20")
+            .set("message.timeout.ms", "60000");
         for (k, v) in &config.kafka.librdkafka {
             c.set(k, v);
         }
-        let producer: FutureProducer = c.create().context("cannot create the Kafka producer")?;
+        let producer: FutureProducer =
+            c.create().context("cannot create the Kafka producer")?;
         let mut sent = 0u64;
         for file in files {
-            let reader = open_decompressed(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let reader = open_decompressed(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
             sent += send_lines(&producer, topic, reader).await?;
         }
         Ok(sent)
     })
 }
 
-async fn send_lines(producer: &FutureProducer, topic: &str, reader: Box<dyn BufRead>) -> Result<u64> {
+async fn send_lines(
+    producer: &FutureProducer,
+    topic: &str,
+    reader: Box<dyn BufRead>,
+) -> Result<u64> {
     let mut pending = futures::stream::FuturesOrdered::new();
     let mut sent = 0;
     for line in reader.split(b'\n') {
@@ -182,14 +211,18 @@ fn syslog_host(line: &[u8]) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
-pub fn demo(mut config: Config, classifier: Classifier, log: Option<PathBuf>) -> Result<ExitCode> {
+pub fn demo(
+    mut config: Config,
+    classifier: Classifier,
+    log: Option<PathBuf>,
+) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
         let lines: Vec<u8> = match &log {
             Some(path) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
             None => DEMO_LOG.to_vec(),
         };
-        if config.data_dir == PathBuf::from("./data") {
+        if config.data_dir == std::path::Path::new("./data") {
             config.data_dir = std::env::temp_dir().join(format!("bouncelens-demo-{}", std::process::id()));
         }
         let cluster = MockCluster::new(1).context("cannot start the in-process Kafka cluster")?;

@@ -170,7 +170,11 @@ pub struct SummaryConfig {
 
 impl Default for SummaryConfig {
     fn default() -> Self {
-        Self { enabled: true, cron: "0 1 * * *".to_string(), time_zone: "UTC".to_string() }
+        Self {
+            enabled: true,
+            cron: "0 1 * * *".to_string(),
+            time_zone: "UTC".to_string(),
+        }
     }
 }
 
@@ -201,24 +205,31 @@ impl Config {
         Self::load_with_env(path, &vars)
     }
 
-    pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
         let (text, origin) = match path {
             Some(p) => (
-                std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?,
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?,
                 p.display().to_string(),
             ),
             None => (String::new(), "(defaults)".to_string()),
         };
-        let mut table: toml::Table = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: origin.clone(), message: e.to_string() })?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| {
+            ConfigError::Parse { path: origin.clone(), message: e.to_string() }
+        })?;
         for (var, value) in env {
             let Some(key) = var.strip_prefix(ENV_PREFIX) else { continue };
             apply_env(&mut table, var, key, value)?;
         }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse { path: origin, message: e.to_string() })?;
+        let config: Config =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+                ConfigError::Parse { path: origin, message: e.to_string() }
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -227,7 +238,9 @@ impl Config {
         self.zone()?;
         parse_zone("input.syslog_time_zone", &self.input.syslog_time_zone)?;
         parse_zone("summary.time_zone", &self.summary.time_zone)?;
-        if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(|t| t.trim().is_empty()) {
+        if self.kafka.topics.is_empty()
+            || self.kafka.topics.iter().any(|t| t.trim().is_empty())
+        {
             return Err(ConfigError::Invalid {
                 key: "kafka.topics",
                 message: "list at least one topic, none empty".to_string(),
@@ -278,11 +291,18 @@ pub fn is_secret(key: &str) -> bool {
 pub fn parse_zone(key: &'static str, name: &str) -> Result<Tz, ConfigError> {
     name.parse::<Tz>().map_err(|_| ConfigError::Invalid {
         key,
-        message: format!("{name:?} is not an IANA time zone such as `UTC` or `Asia/Shanghai`"),
+        message: format!(
+            "{name:?} is not an IANA time zone such as `UTC` or `Asia/Shanghai`"
+        ),
     })
 }
 
-fn apply_env(table: &mut toml::Table, var: &str, key: &str, value: &str) -> Result<(), ConfigError> {
+fn apply_env(
+    table: &mut toml::Table,
+    var: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
     let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
     if path.iter().any(String::is_empty) {
         return Err(ConfigError::Env {
@@ -350,7 +370,8 @@ mod tests {
     fn unknown_keys_are_refused_by_name() {
         let err = load("[kafka]\nbrokerz = \"a:1\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("brokerz"), "{err}");
-        let err = load("", &[("BOUNCELENS_FLUSH__MAX_ROWZ", "1")]).unwrap_err().to_string();
+        let err =
+            load("", &[("BOUNCELENS_FLUSH__MAX_ROWZ", "1")]).unwrap_err().to_string();
         assert!(err.contains("max_rowz"), "{err}");
     }
 

@@ -15,6 +15,6 @@ pub mod report;
 pub mod schedule;
 pub mod serve;
 pub mod sink;
-pub mod summary;
 pub mod stream;
+pub mod summary;
 pub use bouncelens_taxonomy as taxonomy;

@@ -16,7 +16,11 @@ mod cli;
 mod report_cli;
 
 #[derive(Parser)]
-#[command(name = "bouncelens", version, about = "Mail-delivery analytics: classify bounces, write exactly-once Parquet from Kafka, report with SQL")]
+#[command(
+    name = "bouncelens",
+    version,
+    about = "Mail-delivery analytics: classify bounces, write exactly-once Parquet from Kafka, report with SQL"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -211,9 +215,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli::init_logging(&config, true);
             cli::demo(config, classifier, log)
         }
-        Command::Report { name, list, org, from, to, limit, lang, format, out, common } => {
+        Command::Report {
+            name,
+            list,
+            org,
+            from,
+            to,
+            limit,
+            lang,
+            format,
+            out,
+            common,
+        } => {
             let (config, ()) = load_config(&common)?;
-            let args = report_cli::ReportArgs { name, list, org, from, to, limit, lang, format, out };
+            let args = report_cli::ReportArgs {
+                name,
+                list,
+                org,
+                from,
+                to,
+                limit,
+                lang,
+                format,
+                out,
+            };
             report_cli::report(&config, args)
         }
         Command::Sql { query, format, out, common } => {
@@ -258,8 +283,9 @@ fn load(common: &Common) -> Result<(Config, Classifier)> {
 pub fn decode_settings(config: &Config) -> Result<DecodeSettings> {
     let orgs = match &config.input.org_map {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read input.org_map {}", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read input.org_map {}", path.display())
+            })?;
             OrgResolver::from_file_text(&text)
                 .map_err(|e| anyhow::anyhow!("input.org_map {}: {e}", path.display()))?
         }
@@ -284,18 +310,29 @@ fn classify(classifier: &Classifier, files: &[PathBuf]) -> Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut ok, mut bad) = (0, 0);
     if files.is_empty() {
-        let (o, b) = bouncelens::classify::classify_lines(classifier, std::io::stdin().lock(), &mut out)?;
+        let (o, b) = bouncelens::classify::classify_lines(
+            classifier,
+            std::io::stdin().lock(),
+            &mut out,
+        )?;
         (ok, bad) = (o, b);
     }
     for file in files {
-        let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-        let (o, b) = bouncelens::classify::classify_lines(classifier, BufReader::new(f), &mut out)?;
+        let f = std::fs::File::open(file)
+            .with_context(|| format!("cannot open {}", file.display()))?;
+        let (o, b) = bouncelens::classify::classify_lines(
+            classifier,
+            BufReader::new(f),
+            &mut out,
+        )?;
         ok += o;
         bad += b;
     }
     out.flush()?;
     if bad > 0 {
-        eprintln!("{ok} lines classified, {bad} lines could not be read (see their `error`)");
+        eprintln!(
+            "{ok} lines classified, {bad} lines could not be read (see their `error`)"
+        );
     }
     if ok == 0 && bad > 0 {
         bail!("no line could be classified");

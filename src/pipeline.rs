@@ -45,7 +45,9 @@ pub const DEFAULT_MAX_RAW_BYTES: usize = 1024 * 1024;
 pub enum Accepted {
     /// Below the checkpoint: already in the data, skipped.
     AlreadyWritten,
-    Buffered { rows: usize },
+    Buffered {
+        rows: usize,
+    },
     Skipped,
     /// Dead-lettered; the row is also buffered for the `rejected` table.
     DeadLettered(Box<RejectedRow>),
@@ -143,8 +145,11 @@ impl SourceWriter {
         }
         self.next_offset = offset + 1;
         self.pending.consumed += 1;
-        let position =
-            SourcePosition { topic: self.topic.clone(), partition: self.partition, offset };
+        let position = SourcePosition {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset,
+        };
         match self.decoder.decode(payload, received) {
             Decoded::Events(events) => {
                 self.pending.written += 1;
@@ -156,7 +161,10 @@ impl SourceWriter {
                             .increment(1);
                     }
                     let row = DeliveryRow {
-                        event_id: format!("{}:{}:{}:{}", self.topic, self.partition, offset, index),
+                        event_id: format!(
+                            "{}:{}:{}:{}",
+                            self.topic, self.partition, offset, index
+                        ),
                         event,
                         category: class.category,
                         reason: class.reason,
@@ -206,7 +214,10 @@ impl SourceWriter {
 
     /// Writes the buffer out. Returns the offset to commit to Kafka, or
     /// `None` when there was nothing to write.
-    pub fn flush(&mut self, committer: &Committer) -> Result<Option<(i64, FlushStats)>, SinkError> {
+    pub fn flush(
+        &mut self,
+        committer: &Committer,
+    ) -> Result<Option<(i64, FlushStats)>, SinkError> {
         let Some(first_offset) = self.first_offset else {
             return Ok(None);
         };
@@ -225,11 +236,13 @@ impl SourceWriter {
             rejected: &self.rejected,
             checkpoint: checkpoint.clone(),
         })?;
-        metrics::counter!("bouncelens_records_written_total").increment(self.deliveries.len() as u64);
+        metrics::counter!("bouncelens_records_written_total")
+            .increment(self.deliveries.len() as u64);
         metrics::counter!("bouncelens_files_written_total").increment(stats.files as u64);
         metrics::histogram!("bouncelens_flush_rows").record(stats.rows as f64);
         metrics::histogram!("bouncelens_flush_bytes").record(stats.bytes as f64);
-        metrics::histogram!("bouncelens_flush_duration_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("bouncelens_flush_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         tracing::debug!(source = %self.source, first_offset, next_offset = self.next_offset, files = stats.files, rows = stats.rows, "flushed");
         self.committed = checkpoint;
         self.deliveries.clear();

@@ -10,9 +10,9 @@
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
 use datafusion::execution::options::ParquetReadOptions;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
-use datafusion::execution::context::SQLOptions;
 
 use crate::sink::{DELIVERIES_SCHEMA, Layout, REJECTED_SCHEMA};
 
@@ -33,7 +33,8 @@ pub async fn session(layout: &Layout) -> Result<SessionContext, QueryError> {
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
     let ctx = SessionContext::new_with_config(config);
-    let partition_cols = vec![("date".to_string(), DataType::Utf8), ("org".to_string(), DataType::Utf8)];
+    let partition_cols =
+        vec![("date".to_string(), DataType::Utf8), ("org".to_string(), DataType::Utf8)];
     for dir in [layout.deliveries(), layout.rejected()] {
         std::fs::create_dir_all(&dir).map_err(|source| QueryError::Io {
             path: dir.display().to_string(),
@@ -62,7 +63,10 @@ pub async fn session(layout: &Layout) -> Result<SessionContext, QueryError> {
 
 /// The options that make a query read-only.
 pub fn read_only() -> SQLOptions {
-    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
 }
 
 /// Plans a read-only query.
@@ -71,7 +75,11 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryErr
         Ok(df) => Ok(df),
         Err(e) => {
             let text = e.to_string();
-            if text.contains("not supported") && (text.contains("DDL") || text.contains("DML") || text.contains("Statement")) {
+            if text.contains("not supported")
+                && (text.contains("DDL")
+                    || text.contains("DML")
+                    || text.contains("Statement"))
+            {
                 Err(QueryError::Refused(format!(
                     "only read-only queries (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE) are allowed here; \
                      the dataset is written by `ingest` and `run` ({text})"
@@ -85,7 +93,10 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryErr
 
 /// Runs a read-only query and collects its result; an empty result is one
 /// empty batch, so its columns are still known.
-pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+pub async fn collect(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, QueryError> {
     let df = plan(ctx, sql).await?;
     let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;

@@ -77,7 +77,9 @@ pub enum ReportError {
     Unknown { name: String, known: String },
     #[error("cannot read reports folder {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("report {report}: unknown parameter {{{{{param}}}}} (known: org, from, to, limit, lang)")]
+    #[error(
+        "report {report}: unknown parameter {{{{{param}}}}} (known: org, from, to, limit, lang)"
+    )]
     UnknownParam { report: String, param: String },
     #[error("--from {from} is after --to {to}")]
     BadRange { from: NaiveDate, to: NaiveDate },
@@ -100,7 +102,8 @@ pub fn load_reports(user_dir: Option<&Path>) -> Result<Vec<Report>, ReportError>
             .collect();
         paths.sort();
         for path in paths {
-            let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let name =
+                path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
             let sql = std::fs::read_to_string(&path).map_err(read)?;
             by_name.insert(name.clone(), Report::parse(&name, &sql, false));
         }
@@ -186,8 +189,19 @@ pub fn render(report: &Report, params: &Params) -> Result<String, ReportError> {
 
 /// Registers `taxonomy_reasons` (reason, category, severity, labels,
 /// advice) so reports can join advice to their rows.
-pub fn register_taxonomy(ctx: &SessionContext, taxonomy: &Taxonomy) -> Result<(), QueryError> {
-    let names = ["reason", "category", "severity", "label_en", "label_zh", "advice_en", "advice_zh"];
+pub fn register_taxonomy(
+    ctx: &SessionContext,
+    taxonomy: &Taxonomy,
+) -> Result<(), QueryError> {
+    let names = [
+        "reason",
+        "category",
+        "severity",
+        "label_en",
+        "label_zh",
+        "advice_en",
+        "advice_zh",
+    ];
     let schema = Arc::new(Schema::new(
         names.iter().map(|n| Field::new(*n, DataType::Utf8, false)).collect::<Vec<_>>(),
     ));
@@ -239,7 +253,11 @@ mod tests {
 
     #[test]
     fn parameters_become_literals() {
-        let r = Report::parse("t", "SELECT {{org}}, {{ from }}, {{to}}, {{limit}}, {{lang}}", false);
+        let r = Report::parse(
+            "t",
+            "SELECT {{org}}, {{ from }}, {{to}}, {{limit}}, {{lang}}",
+            false,
+        );
         assert_eq!(
             render(&r, &params()).unwrap(),
             "SELECT 'o%27brien%20%26%20co', '2026-01-01', '2026-01-02', 5, 'zh'"
@@ -252,13 +270,20 @@ mod tests {
         assert!(render(&r, &params()).unwrap_err().to_string().contains("orgg"));
         let mut p = params();
         p.from = NaiveDate::from_ymd_opt(2026, 2, 1).unwrap();
-        assert!(matches!(render(&Report::parse("t", "x", false), &p), Err(ReportError::BadRange { .. })));
+        assert!(matches!(
+            render(&Report::parse("t", "x", false), &p),
+            Err(ReportError::BadRange { .. })
+        ));
     }
 
     #[test]
     fn every_builtin_report_says_what_it_answers() {
         for r in load_reports(None).unwrap() {
-            assert!(r.description.contains("Answers:"), "{} has no `Answers:` header", r.name);
+            assert!(
+                r.description.contains("Answers:"),
+                "{} has no `Answers:` header",
+                r.name
+            );
         }
     }
 }

@@ -35,8 +35,9 @@ pub fn parse_day(text: &str, config: &Config) -> Result<NaiveDate> {
     match text {
         "today" => Ok(today),
         "yesterday" => Ok(today.pred_opt().expect("a day before today")),
-        _ => NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .with_context(|| format!("{text:?} is not a date: use YYYY-MM-DD, `today` or `yesterday`")),
+        _ => NaiveDate::parse_from_str(text, "%Y-%m-%d").with_context(|| {
+            format!("{text:?} is not a date: use YYYY-MM-DD, `today` or `yesterday`")
+        }),
     }
 }
 
@@ -71,7 +72,9 @@ pub fn report(config: &Config, args: ReportArgs) -> Result<ExitCode> {
             println!("{:<14} {}{origin}", r.name, r.title());
         }
         if args.name.is_none() && !args.list {
-            eprintln!("\nrun one with: bouncelens report NAME --org ORG --from YYYY-MM-DD --to YYYY-MM-DD");
+            eprintln!(
+                "\nrun one with: bouncelens report NAME --org ORG --from YYYY-MM-DD --to YYYY-MM-DD"
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -98,7 +101,12 @@ pub fn report(config: &Config, args: ReportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn sql(config: &Config, query_text: Option<String>, format: OutputFormat, out: Option<PathBuf>) -> Result<ExitCode> {
+pub fn sql(
+    config: &Config,
+    query_text: Option<String>,
+    format: OutputFormat,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let ctx = session(config).await?;
@@ -115,14 +123,19 @@ pub fn sql(config: &Config, query_text: Option<String>, format: OutputFormat, ou
 async fn repl(ctx: &SessionContext, format: OutputFormat) -> Result<ExitCode> {
     let interactive = std::io::stdin().is_terminal();
     if interactive {
-        eprintln!("bouncelens SQL over tables `deliveries`, `rejected` and `taxonomy_reasons`; end statements with `;`, `.quit` to leave.");
+        eprintln!(
+            "bouncelens SQL over tables `deliveries`, `rejected` and `taxonomy_reasons`; end statements with `;`, `.quit` to leave."
+        );
     }
     let stdin = std::io::stdin();
     let mut statement = String::new();
     let mut failed = false;
     loop {
         if interactive {
-            eprint!("{}", if statement.is_empty() { "bouncelens> " } else { "      ...> " });
+            eprint!(
+                "{}",
+                if statement.is_empty() { "bouncelens> " } else { "      ...> " }
+            );
             let _ = std::io::stderr().flush();
         }
         let mut line = String::new();
@@ -130,7 +143,9 @@ async fn repl(ctx: &SessionContext, format: OutputFormat) -> Result<ExitCode> {
             break;
         }
         let trimmed = line.trim();
-        if statement.is_empty() && (trimmed == ".quit" || trimmed == ".exit" || trimmed == "\\q") {
+        if statement.is_empty()
+            && (trimmed == ".quit" || trimmed == ".exit" || trimmed == "\\q")
+        {
             break;
         }
         if statement.is_empty() && trimmed == ".tables" {
@@ -170,15 +185,29 @@ pub fn summary(config: &Config, date: &str, org: Option<&str>) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_summaries(config: &Config, date: NaiveDate, org: Option<&str>) -> Result<Vec<PathBuf>> {
+async fn run_summaries(
+    config: &Config,
+    date: NaiveDate,
+    org: Option<&str>,
+) -> Result<Vec<PathBuf>> {
     let ctx = session(config).await?;
     let reports = report::load_reports(config.reports.dir.as_deref())?;
-    Ok(summary::write_summaries(&ctx, &Layout::new(&config.data_dir), &reports, date, org).await?)
+    Ok(summary::write_summaries(
+        &ctx,
+        &Layout::new(&config.data_dir),
+        &reports,
+        date,
+        org,
+    )
+    .await?)
 }
 
 /// Inside `run`: writes yesterday's summaries on the configured schedule.
 pub async fn summary_scheduler(config: Config) {
-    let zone = match bouncelens::config::parse_zone("summary.time_zone", &config.summary.time_zone) {
+    let zone = match bouncelens::config::parse_zone(
+        "summary.time_zone",
+        &config.summary.time_zone,
+    ) {
         Ok(z) => z,
         Err(e) => return tracing::error!(%e, "summary scheduler not started"),
     };
@@ -201,7 +230,8 @@ pub async fn summary_scheduler(config: Config) {
                 }
             }
             Err(e) => {
-                metrics::counter!("bouncelens_summary_runs_total", "result" => "error").increment(1);
+                metrics::counter!("bouncelens_summary_runs_total", "result" => "error")
+                    .increment(1);
                 tracing::error!(%day, error = %e, "daily summaries failed; retrying at the next check");
             }
         }
@@ -209,11 +239,18 @@ pub async fn summary_scheduler(config: Config) {
 }
 
 /// Writes batches in the chosen format to `out` or standard output.
-pub fn write_batches(batches: &[RecordBatch], format: OutputFormat, out: Option<&Path>) -> Result<()> {
+pub fn write_batches(
+    batches: &[RecordBatch],
+    format: OutputFormat,
+    out: Option<&Path>,
+) -> Result<()> {
     let mut sink: Box<dyn Write> = match out {
-        Some(path) if format != OutputFormat::Parquet => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
+        Some(path) if format != OutputFormat::Parquet => {
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            ))
+        }
         _ => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     match format {
@@ -223,7 +260,8 @@ pub fn write_batches(batches: &[RecordBatch], format: OutputFormat, out: Option<
             writeln!(sink, "{n} row{}", if n == 1 { "" } else { "s" })?;
         }
         OutputFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut sink);
+            let mut w =
+                arrow::csv::WriterBuilder::new().with_header(true).build(&mut sink);
             for b in batches {
                 w.write(b)?;
             }
@@ -240,8 +278,12 @@ pub fn write_batches(batches: &[RecordBatch], format: OutputFormat, out: Option<
             let Some(path) = out else {
                 bail!("--format parquet needs --out FILE");
             };
-            let schema = batches.first().map(RecordBatch::schema).unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-            let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let schema = batches
+                .first()
+                .map(RecordBatch::schema)
+                .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
             let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
             for b in batches {
                 w.write(b)?;

@@ -116,7 +116,10 @@ mod tests {
         let restarted = DailySchedule::new("0 1 * * *", zone, file).unwrap();
         assert_eq!(restarted.due(at(zone, 2026, 12, 3, 12, 0)), None);
         // The next day fires again.
-        assert_eq!(restarted.due(at(zone, 2026, 12, 4, 1, 0)), NaiveDate::from_ymd_opt(2026, 12, 3));
+        assert_eq!(
+            restarted.due(at(zone, 2026, 12, 4, 1, 0)),
+            NaiveDate::from_ymd_opt(2026, 12, 3)
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::stream::Health;
 /// Installs the Prometheus recorder (once per process) and describes the
 /// metrics so `/metrics` carries HELP lines.
 pub fn install_metrics() -> Option<PrometheusHandle> {
-    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> =
+        std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let handle = PrometheusBuilder::new().install_recorder().ok()?;
@@ -30,14 +31,29 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("bouncelens_records_consumed_total", "Messages taken from the source");
-    describe_counter!("bouncelens_records_written_total", "Delivery rows written to Parquet");
-    describe_counter!("bouncelens_records_dead_lettered_total", "Messages dead-lettered, by reason");
-    describe_counter!("bouncelens_bounces_total", "Failed deliveries classified, by category");
+    describe_counter!(
+        "bouncelens_records_consumed_total",
+        "Messages taken from the source"
+    );
+    describe_counter!(
+        "bouncelens_records_written_total",
+        "Delivery rows written to Parquet"
+    );
+    describe_counter!(
+        "bouncelens_records_dead_lettered_total",
+        "Messages dead-lettered, by reason"
+    );
+    describe_counter!(
+        "bouncelens_bounces_total",
+        "Failed deliveries classified, by category"
+    );
     describe_counter!("bouncelens_files_written_total", "Parquet files committed");
     describe_counter!("bouncelens_summary_runs_total", "Daily summary runs, by result");
     describe_gauge!("bouncelens_consumer_lag", "Messages behind the partition's end");
-    describe_gauge!("bouncelens_last_commit_timestamp_seconds", "Unix time of the last offset commit");
+    describe_gauge!(
+        "bouncelens_last_commit_timestamp_seconds",
+        "Unix time of the last offset commit"
+    );
     describe_histogram!("bouncelens_flush_rows", "Rows per flush");
     describe_histogram!("bouncelens_flush_bytes", "Parquet bytes per flush");
     describe_histogram!("bouncelens_flush_duration_seconds", "Time to commit one flush");
@@ -75,7 +91,9 @@ pub async fn bind(addr: &str) -> std::io::Result<(tokio::net::TcpListener, Socke
 async fn metrics_page(State(ops): State<Ops>) -> (StatusCode, String) {
     match &ops.metrics {
         Some(handle) => (StatusCode::OK, handle.render()),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed\n".into()),
+        None => {
+            (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed\n".into())
+        }
     }
 }
 
@@ -87,7 +105,10 @@ async fn ready(State(ops): State<Ops>) -> (StatusCode, String) {
         .and_then(|r| r.map_err(|e| e.to_string()));
     match (kafka, writable) {
         (true, Ok(())) => (StatusCode::OK, "ready\n".into()),
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no Kafka broker is reachable\n".into()),
+        (false, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no Kafka broker is reachable\n".into(),
+        ),
         (_, Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
     }
 }

@@ -88,7 +88,11 @@ impl JobState {
         tracing::info!(partitions = ?self.assigned, "partitions assigned");
     }
 
-    fn writer(&mut self, topic: &str, partition: i32) -> Result<&mut SourceWriter, SinkError> {
+    fn writer(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<&mut SourceWriter, SinkError> {
         let key = (topic.to_string(), partition);
         if !self.writers.contains_key(&key) {
             let writer = SourceWriter::open(
@@ -99,7 +103,12 @@ impl JobState {
                 self.decode.clone(),
                 self.max_raw_bytes,
             )?;
-            tracing::info!(topic, partition, resume_at = writer.committed_offset(), "partition opened");
+            tracing::info!(
+                topic,
+                partition,
+                resume_at = writer.committed_offset(),
+                "partition opened"
+            );
             self.writers.insert(key.clone(), writer);
         }
         Ok(self.writers.get_mut(&key).expect("inserted above"))
@@ -123,7 +132,10 @@ impl ClientContext for JobContext {
             return;
         }
         tracing::warn!(%error, reason, "kafka client error");
-        if matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)) {
+        if matches!(
+            error,
+            KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+        ) {
             self.health.kafka_up.store(false, Ordering::Relaxed);
         }
     }
@@ -154,17 +166,23 @@ fn lock(state: &Mutex<JobState>) -> std::sync::MutexGuard<'_, JobState> {
 fn record_statistics(raw: &[u8], health: &Health) {
     let Ok(stats) = serde_json::from_slice::<serde_json::Value>(raw) else { return };
     if let Some(brokers) = stats.get("brokers").and_then(|b| b.as_object()) {
-        let up = brokers.values().any(|b| b.get("state").and_then(|s| s.as_str()) == Some("UP"));
+        let up = brokers
+            .values()
+            .any(|b| b.get("state").and_then(|s| s.as_str()) == Some("UP"));
         health.kafka_up.store(up, Ordering::Relaxed);
     }
     let Some(topics) = stats.get("topics").and_then(|t| t.as_object()) else { return };
     for (topic, t) in topics {
-        let Some(partitions) = t.get("partitions").and_then(|p| p.as_object()) else { continue };
+        let Some(partitions) = t.get("partitions").and_then(|p| p.as_object()) else {
+            continue;
+        };
         for (partition, p) in partitions {
             if partition == "-1" {
                 continue;
             }
-            if let Some(lag) = p.get("consumer_lag").and_then(|l| l.as_i64()).filter(|l| *l >= 0) {
+            if let Some(lag) =
+                p.get("consumer_lag").and_then(|l| l.as_i64()).filter(|l| *l >= 0)
+            {
                 metrics::gauge!("bouncelens_consumer_lag", "topic" => topic.clone(), "partition" => partition.clone())
                     .set(lag as f64);
             }
@@ -215,7 +233,10 @@ impl StreamJob {
             .set("auto.offset.reset", &k.auto_offset_reset)
             .set("statistics.interval.ms", "5000")
             .set("session.timeout.ms", "10000")
-            .set("enable.partition.eof", if stop == StopWhen::Drained { "true" } else { "false" })
+            .set(
+                "enable.partition.eof",
+                if stop == StopWhen::Drained { "true" } else { "false" },
+            )
             .set_log_level(RDKafkaLogLevel::Warning);
         for (key, value) in &k.librdkafka {
             c.set(key, value);
@@ -249,7 +270,8 @@ impl StreamJob {
         let context = JobContext { state: state.clone(), health: self.health.clone() };
         let consumer: StreamConsumer<JobContext> =
             self.client_config(stop).create_with_context(context).map_err(kafka)?;
-        let topics: Vec<&str> = self.config.kafka.topics.iter().map(String::as_str).collect();
+        let topics: Vec<&str> =
+            self.config.kafka.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(kafka)?;
         let dead_letters = self.dead_letter_producer().map_err(kafka)?;
         let policy = self.config.flush;
@@ -293,7 +315,13 @@ impl StreamJob {
         for w in st.writers.values() {
             summary.totals.add(&w.totals());
         }
-        tracing::info!(consumed = summary.totals.consumed, written = summary.totals.written, dead_lettered = summary.totals.dead_lettered, skipped = summary.totals.skipped, "stream job stopped");
+        tracing::info!(
+            consumed = summary.totals.consumed,
+            written = summary.totals.written,
+            dead_lettered = summary.totals.dead_lettered,
+            skipped = summary.totals.skipped,
+            "stream job stopped"
+        );
         Ok(summary)
     }
 
@@ -358,10 +386,13 @@ impl StreamJob {
         match consumer.commit(&offsets, mode) {
             Ok(()) => {
                 self.health.last_commit.store(Utc::now().timestamp(), Ordering::Relaxed);
-                metrics::gauge!("bouncelens_last_commit_timestamp_seconds").set(Utc::now().timestamp() as f64);
+                metrics::gauge!("bouncelens_last_commit_timestamp_seconds")
+                    .set(Utc::now().timestamp() as f64);
             }
             // Harmless: the checkpoint already covers these offsets.
-            Err(e) => tracing::warn!(error = %e, "offset commit to Kafka failed; the data root's checkpoint still holds"),
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit to Kafka failed; the data root's checkpoint still holds")
+            }
         }
         Ok(())
     }
@@ -379,7 +410,9 @@ impl StreamJob {
         // An EOF only names the partition; confirm with the watermarks.
         assigned.iter().all(|(topic, p)| {
             let high = tokio::task::block_in_place(|| {
-                consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)).map(|(_, h)| h)
+                consumer
+                    .fetch_watermarks(topic, *p, Duration::from_secs(5))
+                    .map(|(_, h)| h)
             });
             let read_to = lock(state).writer(topic, *p).map_or(0, |w| w.read_offset());
             matches!(high, Ok(h) if read_to >= h)
@@ -398,15 +431,29 @@ impl StreamJob {
         c.create().map(Some)
     }
 
-    async fn send_dead_letter(&self, producer: &FutureProducer, row: &RejectedRow, payload: &[u8]) {
+    async fn send_dead_letter(
+        &self,
+        producer: &FutureProducer,
+        row: &RejectedRow,
+        payload: &[u8],
+    ) {
         let partition = row.source.partition.to_string();
         let offset = row.source.offset.to_string();
         let headers = OwnedHeaders::new()
             .insert(Header { key: "bouncelens.reason", value: Some(row.reason) })
             .insert(Header { key: "bouncelens.detail", value: Some(row.detail.as_str()) })
-            .insert(Header { key: "bouncelens.source.topic", value: Some(row.source.topic.as_str()) })
-            .insert(Header { key: "bouncelens.source.partition", value: Some(partition.as_str()) })
-            .insert(Header { key: "bouncelens.source.offset", value: Some(offset.as_str()) });
+            .insert(Header {
+                key: "bouncelens.source.topic",
+                value: Some(row.source.topic.as_str()),
+            })
+            .insert(Header {
+                key: "bouncelens.source.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "bouncelens.source.offset",
+                value: Some(offset.as_str()),
+            });
         let record = FutureRecord::<(), [u8]>::to(&self.config.dead_letter.topic)
             .payload(payload)
             .headers(headers);

@@ -93,7 +93,13 @@ pub async fn summarise(
     out.insert("date".into(), date.to_string().into());
     for (key, name, limit) in SECTIONS {
         let report = report::find(reports, name)?;
-        let params = Params { org: org_id.to_string(), from: date, to: date, limit: *limit, lang: Lang::En };
+        let params = Params {
+            org: org_id.to_string(),
+            from: date,
+            to: date,
+            limit: *limit,
+            lang: Lang::En,
+        };
         let rows = to_json_rows(&report::run(ctx, report, &params).await?);
         let value = if *key == "overview" {
             rows.into_iter().next().unwrap_or(Value::Object(Map::new()))
@@ -117,7 +123,8 @@ pub fn to_json_rows(batches: &[RecordBatch]) -> Vec<Value> {
                 let value = if col.is_null(r) {
                     Value::Null
                 } else {
-                    let text = arrow::util::display::array_value_to_string(col, r).unwrap_or_default();
+                    let text = arrow::util::display::array_value_to_string(col, r)
+                        .unwrap_or_default();
                     if col.data_type().is_numeric() {
                         serde_json::from_str(&text).unwrap_or(Value::String(text))
                     } else {
@@ -146,7 +153,11 @@ fn table(rows: &[Value], out: &mut String) {
         return;
     };
     let keys: Vec<&String> = first.keys().collect();
-    let _ = writeln!(out, "| {} |", keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(
+        out,
+        "| {} |",
+        keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" | ")
+    );
     let _ = writeln!(out, "|{}", "---|".repeat(keys.len()));
     for row in rows {
         let cells: Vec<String> = keys.iter().map(|k| cell(&row[k.as_str()])).collect();

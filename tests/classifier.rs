@@ -55,7 +55,8 @@ fn the_builtin_taxonomy_is_valid_and_has_every_category() {
 #[test]
 fn every_faq_phrase_is_in_the_taxonomy_verbatim() {
     let t = Taxonomy::builtin();
-    let listed: Vec<&str> = t.reasons.iter().flat_map(|r| r.faq_phrases.iter().map(String::as_str)).collect();
+    let listed: Vec<&str> =
+        t.reasons.iter().flat_map(|r| r.faq_phrases.iter().map(String::as_str)).collect();
     for (_, phrase) in faq_rows() {
         assert!(
             listed.iter().any(|p| p.eq_ignore_ascii_case(phrase)),
@@ -72,10 +73,19 @@ fn every_faq_phrase_alone_gives_its_category() {
         let v = c.classify(&Reply::text(phrase));
         let want = expected_for(group, phrase);
         if v.category() != want {
-            wrong.push(format!("{phrase:?}: got {} ({:?}), want {want}", v.category(), v.matched));
+            wrong.push(format!(
+                "{phrase:?}: got {} ({:?}), want {want}",
+                v.category(),
+                v.matched
+            ));
         }
     }
-    assert!(wrong.is_empty(), "{} phrases misclassified:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} phrases misclassified:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -94,18 +104,29 @@ fn every_faq_phrase_inside_a_realistic_reply_gives_its_category() {
     let mut wrong = Vec::new();
     for (group, phrase) in faq_rows() {
         // A FAQ "phrase" that is a bare code stands where a code stands.
-        let code_only = ["host mx1.example.net[192.0.2.25] said: {} (in reply to end of DATA command)"];
+        let code_only = [
+            "host mx1.example.net[192.0.2.25] said: {} (in reply to end of DATA command)",
+        ];
         let is_code = phrase.len() == 3 && phrase.bytes().all(|b| b.is_ascii_digit());
         for t in if is_code { &code_only[..] } else { &templates[..] } {
             let reply = t.replace("{}", phrase);
             let v = c.classify(&Reply::text(&reply));
             let want = expected_for(group, phrase);
             if v.category() != want {
-                wrong.push(format!("{reply:?}: got {} ({:?}), want {want}", v.category(), v.matched));
+                wrong.push(format!(
+                    "{reply:?}: got {} ({:?}), want {want}",
+                    v.category(),
+                    v.matched
+                ));
             }
         }
     }
-    assert!(wrong.is_empty(), "{} replies misclassified:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} replies misclassified:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 /// Named overlap cases: the rule that resolves each.
@@ -118,11 +139,27 @@ fn overlapping_phrases_resolve_as_documented() {
             "550 5.1.1 <a@example.com>: Recipient address rejected: User unknown in local recipient table",
             "recipient_unknown",
         ),
-        ("longer_554_service_unavailable_beats_network", "554 Service unavailable", "blacklisted"),
-        ("plain_service_unavailable_is_network", "421 Service unavailable, try later", "network_error"),
-        ("local_user_only_inside_requested_action", "550 Requested action not taken: Local user only", "other"),
+        (
+            "longer_554_service_unavailable_beats_network",
+            "554 Service unavailable",
+            "blacklisted",
+        ),
+        (
+            "plain_service_unavailable_is_network",
+            "421 Service unavailable, try later",
+            "network_error",
+        ),
+        (
+            "local_user_only_inside_requested_action",
+            "550 Requested action not taken: Local user only",
+            "other",
+        ),
         ("plain_local_user_only_is_network", "Local user only", "network_error"),
-        ("over_quota_inside_tried_to_reach", "tried to reach is over quota", "mailbox_full"),
+        (
+            "over_quota_inside_tried_to_reach",
+            "tried to reach is over quota",
+            "mailbox_full",
+        ),
         (
             "gmail_over_quota_is_not_a_missing_recipient",
             "552-5.2.2 The email account that you tried to reach is over quota. Please direct\n552-5.2.2 the recipient to https://support.google.com/mail/?p=OverQuotaTemp",
@@ -134,11 +171,27 @@ fn overlapping_phrases_resolve_as_documented() {
             "recipient_unknown",
         ),
         ("user_suspended_is_locked", "550 User suspended", "mailbox_expired_or_locked"),
-        ("spam_channel_code_beats_content_words", "550 mail content denied SDN3", "spam_channel"),
+        (
+            "spam_channel_code_beats_content_words",
+            "550 mail content denied SDN3",
+            "spam_channel",
+        ),
         ("sdn3_is_not_sdn31", "550 rejected SDN31", "rejected_by_recipient"),
-        ("weak_phrase_yields_to_a_subject_code", "550 5.1.1 Address rejected", "recipient_unknown"),
-        ("weak_phrase_beats_a_bare_class", "550 5.0.0 Address rejected", "rejected_by_recipient"),
-        ("sdn13_is_overseas", "554 SDN13 message delivered to overseas spam channel", "spam_channel"),
+        (
+            "weak_phrase_yields_to_a_subject_code",
+            "550 5.1.1 Address rejected",
+            "recipient_unknown",
+        ),
+        (
+            "weak_phrase_beats_a_bare_class",
+            "550 5.0.0 Address rejected",
+            "rejected_by_recipient",
+        ),
+        (
+            "sdn13_is_overseas",
+            "554 SDN13 message delivered to overseas spam channel",
+            "spam_channel",
+        ),
         ("bare_554_is_a_reply_code", "554", "other"),
         ("chinese_no_such_user", "550 用户不存在", "recipient_unknown"),
         ("chinese_mailbox_full", "552 邮箱空间已满", "mailbox_full"),
@@ -151,7 +204,12 @@ fn overlapping_phrases_resolve_as_documented() {
     for (name, reply, want) in cases {
         let v = c.classify(&Reply::text(reply));
         if v.category() != *want {
-            wrong.push(format!("{name}: {reply:?} got {} ({:?}, {:?}), want {want}", v.category(), v.reason_id(), v.matched));
+            wrong.push(format!(
+                "{name}: {reply:?} got {} ({:?}, {:?}), want {want}",
+                v.category(),
+                v.reason_id(),
+                v.matched
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -173,8 +231,15 @@ fn fallbacks_record_which_rule_decided() {
     let v = c.classify(&Reply::text("550 5.1.1 qwertyuiop"));
     assert_eq!((v.category(), v.rule), ("recipient_unknown", Rule::EnhancedCode));
     assert_eq!(v.matched.to_option_string().as_deref(), Some("5.1.1"));
-    let v = c.classify(&Reply { text: "zzz", enhanced_code: EnhancedCode::parse("4.2.2"), ..Reply::default() });
-    assert_eq!((v.category(), v.rule, v.severity), ("mailbox_full", Rule::EnhancedCode, Severity::Soft));
+    let v = c.classify(&Reply {
+        text: "zzz",
+        enhanced_code: EnhancedCode::parse("4.2.2"),
+        ..Reply::default()
+    });
+    assert_eq!(
+        (v.category(), v.rule, v.severity),
+        ("mailbox_full", Rule::EnhancedCode, Severity::Soft)
+    );
     let v = c.classify(&Reply::text("552 qwertyuiop"));
     assert_eq!(v.rule, Rule::ReplyCode);
     let v = c.classify(&Reply::text("qwertyuiop"));
@@ -185,8 +250,14 @@ fn fallbacks_record_which_rule_decided() {
 #[test]
 fn severity_follows_the_reply_code_class() {
     let c = Classifier::builtin();
-    assert_eq!(c.classify(&Reply::text("452 4.2.2 Mailbox full")).severity, Severity::Soft);
-    assert_eq!(c.classify(&Reply::text("552 5.2.2 Mailbox full")).severity, Severity::Hard);
+    assert_eq!(
+        c.classify(&Reply::text("452 4.2.2 Mailbox full")).severity,
+        Severity::Soft
+    );
+    assert_eq!(
+        c.classify(&Reply::text("552 5.2.2 Mailbox full")).severity,
+        Severity::Hard
+    );
 }
 
 /// Accuracy on the Sisimai development set: the share of rows whose
@@ -222,14 +293,25 @@ fn accuracy_on_the_sisimai_development_set() {
         if allowed[reason].contains(&v.category()) {
             ok += 1;
         } else {
-            misses.push(format!("{reason} -> {} ({:?}): {}", v.category(), v.matched, &text[..text.len().min(140)]));
+            misses.push(format!(
+                "{reason} -> {} ({:?}): {}",
+                v.category(),
+                v.matched,
+                &text[..text.len().min(140)]
+            ));
         }
     }
     let pct = 100.0 * ok as f64 / total as f64;
-    println!("sisimai-dev accuracy: {ok}/{total} = {pct:.1}%, unclassified {unclassified}");
+    println!(
+        "sisimai-dev accuracy: {ok}/{total} = {pct:.1}%, unclassified {unclassified}"
+    );
     for m in &misses {
         println!("  miss: {m}");
     }
     assert_eq!(unclassified, 0, "no row may be unclassified");
-    assert!(pct >= 92.8, "accuracy {pct:.1}% is below the 92.8% measured:\n{}", misses.join("\n"));
+    assert!(
+        pct >= 92.8,
+        "accuracy {pct:.1}% is below the 92.8% measured:\n{}",
+        misses.join("\n")
+    );
 }

@@ -27,7 +27,8 @@ fn fixture() -> &'static Path {
         let dir = tempfile::tempdir().unwrap();
         let committer = Committer::new(Layout::new(dir.path()), chrono_tz::UTC);
         let classifier = Classifier::builtin();
-        let settings = DecodeSettings { syslog_year: Some(2014), ..DecodeSettings::default() };
+        let settings =
+            DecodeSettings { syslog_year: Some(2014), ..DecodeSettings::default() };
         for input in ["examples/postfix-mail.log", "tests/fixtures/events.ndjson"] {
             let path = repo().join(input);
             ingest_input(
@@ -46,7 +47,11 @@ fn fixture() -> &'static Path {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn session(data: &Path) -> SessionContext {
@@ -72,20 +77,83 @@ fn day(s: &str) -> NaiveDate {
 
 /// (case, report, org, from, to, lang)
 const CASES: &[(&str, &str, &str, &str, &str, Lang)] = &[
-    ("postfix_overview", "overview", "dmnesisparty.co.uk", "2014-12-15", "2014-12-16", Lang::En),
-    ("postfix_categories", "categories", "dmnesisparty.co.uk", "2014-12-15", "2014-12-16", Lang::En),
-    ("postfix_reasons_zh", "reasons", "dmnesisparty.co.uk", "2014-12-15", "2014-12-16", Lang::Zh),
-    ("postfix_domains", "domains", "dmnesisparty.co.uk", "2014-12-15", "2014-12-16", Lang::En),
-    ("postfix_trend", "trend", "dmnesisparty.co.uk", "2014-12-16", "2014-12-16", Lang::En),
+    (
+        "postfix_overview",
+        "overview",
+        "dmnesisparty.co.uk",
+        "2014-12-15",
+        "2014-12-16",
+        Lang::En,
+    ),
+    (
+        "postfix_categories",
+        "categories",
+        "dmnesisparty.co.uk",
+        "2014-12-15",
+        "2014-12-16",
+        Lang::En,
+    ),
+    (
+        "postfix_reasons_zh",
+        "reasons",
+        "dmnesisparty.co.uk",
+        "2014-12-15",
+        "2014-12-16",
+        Lang::Zh,
+    ),
+    (
+        "postfix_domains",
+        "domains",
+        "dmnesisparty.co.uk",
+        "2014-12-15",
+        "2014-12-16",
+        Lang::En,
+    ),
+    (
+        "postfix_trend",
+        "trend",
+        "dmnesisparty.co.uk",
+        "2014-12-16",
+        "2014-12-16",
+        Lang::En,
+    ),
     ("events_overview", "overview", "Example.COM", "2026-11-02", "2026-11-03", Lang::En),
-    ("events_categories", "categories", "example.com", "2026-11-02", "2026-11-03", Lang::En),
+    (
+        "events_categories",
+        "categories",
+        "example.com",
+        "2026-11-02",
+        "2026-11-03",
+        Lang::En,
+    ),
     ("events_reasons", "reasons", "example.com", "2026-11-02", "2026-11-03", Lang::En),
     ("events_domains", "domains", "example.com", "2026-11-02", "2026-11-03", Lang::En),
     ("events_senders", "senders", "example.com", "2026-11-02", "2026-11-03", Lang::En),
-    ("events_spam_channel", "spam_channel", "example.com", "2026-11-02", "2026-11-03", Lang::En),
-    ("events_blacklist", "blacklist", "example.com", "2026-11-02", "2026-11-03", Lang::En),
+    (
+        "events_spam_channel",
+        "spam_channel",
+        "example.com",
+        "2026-11-02",
+        "2026-11-03",
+        Lang::En,
+    ),
+    (
+        "events_blacklist",
+        "blacklist",
+        "example.com",
+        "2026-11-02",
+        "2026-11-03",
+        Lang::En,
+    ),
     ("events_virus", "virus", "example.com", "2026-11-02", "2026-11-03", Lang::En),
-    ("events_suppression", "suppression", "example.com", "2026-11-02", "2026-11-03", Lang::En),
+    (
+        "events_suppression",
+        "suppression",
+        "example.com",
+        "2026-11-02",
+        "2026-11-03",
+        Lang::En,
+    ),
     ("events_limits", "limits", "example.com", "2026-11-02", "2026-11-03", Lang::En),
     ("events_trend", "trend", "example.com", "2026-11-03", "2026-11-03", Lang::En),
 ];
@@ -97,27 +165,43 @@ fn every_report_matches_its_expected_output() {
     let reports = report::load_reports(None).unwrap();
     let covered: std::collections::BTreeSet<&str> = CASES.iter().map(|c| c.1).collect();
     for r in &reports {
-        assert!(covered.contains(r.name.as_str()), "report {} has no expected-output case", r.name);
+        assert!(
+            covered.contains(r.name.as_str()),
+            "report {} has no expected-output case",
+            r.name
+        );
     }
     let rt = runtime();
     let mut mismatches = Vec::new();
     for (case, name, org, from, to, lang) in CASES {
-        let params = Params { org: org.to_string(), from: day(from), to: day(to), limit: 50, lang: *lang };
+        let params = Params {
+            org: org.to_string(),
+            from: day(from),
+            to: day(to),
+            limit: 50,
+            lang: *lang,
+        };
         let got = rt.block_on(async {
             let ctx = session(data).await;
-            csv(&report::run(&ctx, report::find(&reports, name).unwrap(), &params).await.unwrap())
+            csv(&report::run(&ctx, report::find(&reports, name).unwrap(), &params)
+                .await
+                .unwrap())
         });
         let path = repo().join("tests/expected").join(format!("{case}.csv"));
         if bless {
             std::fs::write(&path, &got).unwrap();
             continue;
         }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|_| panic!("{} is missing; run with BOUNCELENS_BLESS=1", path.display()));
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!("{} is missing; run with BOUNCELENS_BLESS=1", path.display())
+        });
         if got != want {
             mismatches.push(format!("== {case}\n-- want\n{want}-- got\n{got}"));
         }
-        assert!(got.lines().count() > 1, "case {case} returned no rows; it tests nothing");
+        assert!(
+            got.lines().count() > 1,
+            "case {case} returned no rows; it tests nothing"
+        );
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
@@ -133,7 +217,8 @@ fn a_one_organisation_one_day_report_reads_only_that_partition() {
         limit: 10,
         lang: Lang::En,
     };
-    let sql = report::render(report::find(&reports, "overview").unwrap(), &params).unwrap();
+    let sql =
+        report::render(report::find(&reports, "overview").unwrap(), &params).unwrap();
     let plan = runtime().block_on(async {
         let ctx = session(data).await;
         let df = bouncelens::query::plan(&ctx, &sql).await.unwrap();
@@ -141,7 +226,9 @@ fn a_one_organisation_one_day_report_reads_only_that_partition() {
         displayable(plan.as_ref()).indent(true).to_string()
     });
     assert!(plan.contains("date=2026-11-02/org=example.com/"), "{plan}");
-    for other in ["date=2026-11-03", "org=other.example", "date=2014-12-15", "org=dmnesisparty"] {
+    for other in
+        ["date=2026-11-03", "org=other.example", "date=2014-12-15", "org=dmnesisparty"]
+    {
         assert!(!plan.contains(other), "the plan reads {other}:\n{plan}");
     }
 }
@@ -166,7 +253,9 @@ fn sql_is_read_only() {
     assert!(!Path::new("/tmp/bouncelens-escape.csv").exists());
     let n = rt.block_on(async {
         let ctx = session(data).await;
-        bouncelens::query::collect(&ctx, "SELECT count(*) FROM deliveries").await.unwrap()[0].num_rows()
+        bouncelens::query::collect(&ctx, "SELECT count(*) FROM deliveries").await.unwrap()
+            [0]
+        .num_rows()
     });
     assert_eq!(n, 1);
 }
@@ -182,9 +271,15 @@ fn summaries_are_written_per_active_organisation_and_repeat_identically() {
     let write = || {
         rt.block_on(async {
             let ctx = session(data).await;
-            bouncelens::summary::write_summaries(&ctx, &layout, &reports, day("2026-11-02"), None)
-                .await
-                .unwrap()
+            bouncelens::summary::write_summaries(
+                &ctx,
+                &layout,
+                &reports,
+                day("2026-11-02"),
+                None,
+            )
+            .await
+            .unwrap()
         })
     };
     let first = write();
@@ -207,7 +302,13 @@ fn summaries_are_written_per_active_organisation_and_repeat_identically() {
     assert_eq!(bytes, again, "a second run must give the same files");
     let json: serde_json::Value = serde_json::from_slice(&bytes[0]).unwrap();
     assert_eq!(json["overview"]["attempts"], 1170);
-    assert!(json["limit_breaches"].as_array().unwrap().iter().any(|b| b["kind"] == "user_daily_messages"));
+    assert!(
+        json["limit_breaches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["kind"] == "user_daily_messages")
+    );
     let md = String::from_utf8(bytes[1].clone()).unwrap();
     assert!(md.starts_with("# Bounce summary: Example.COM, 2026-11-02"), "{md}");
     assert!(md.contains("## Recipients to remove from mailing lists"));

@@ -16,7 +16,11 @@ fn wait_ok(mut child: std::process::Child, what: &str, data: &std::path::Path) {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{what} exited with {status}:\n{}", job_output(data));
+            assert!(
+                status.success(),
+                "{what} exited with {status}:\n{}",
+                job_output(data)
+            );
             return;
         }
         if Instant::now() > deadline {
@@ -59,7 +63,11 @@ fn every_record_reaches_parquet_exactly_once() {
         "logs",
         "g1",
         &data,
-        &[("BOUNCELENS_DEAD_LETTER__TOPIC", "dead-letters"), ("BOUNCELENS_KAFKA__LIBRDKAFKA__fetch.message.max.bytes", "60000000"), ("BOUNCELENS_KAFKA__LIBRDKAFKA__receive.message.max.bytes", "120000000")],
+        &[
+            ("BOUNCELENS_DEAD_LETTER__TOPIC", "dead-letters"),
+            ("BOUNCELENS_KAFKA__LIBRDKAFKA__fetch.message.max.bytes", "60000000"),
+            ("BOUNCELENS_KAFKA__LIBRDKAFKA__receive.message.max.bytes", "120000000"),
+        ],
         true,
     );
     wait_ok(job, "bouncelens run --until-drained", &data);
@@ -69,16 +77,25 @@ fn every_record_reaches_parquet_exactly_once() {
         &data,
         "SELECT outcome, count(*) FROM deliveries WHERE source_format = 'postfix' GROUP BY outcome ORDER BY outcome",
     );
-    assert_eq!(postfix_counts, ["bounced|271", "deferred|120", "delivered|2447", "expired|117"]);
+    assert_eq!(
+        postfix_counts,
+        ["bounced|271", "deferred|120", "delivered|2447", "expired|117"]
+    );
     let total = scalar(&data, "SELECT count(*) FROM deliveries");
     assert_eq!(total, 2955 + 3000);
     assert_eq!(scalar(&data, "SELECT count(DISTINCT event_id) FROM deliveries"), total);
     assert_eq!(
-        scalar(&data, "SELECT count(*) FROM (SELECT DISTINCT source_partition, source_offset FROM deliveries WHERE source_format = 'canonical')"),
+        scalar(
+            &data,
+            "SELECT count(*) FROM (SELECT DISTINCT source_partition, source_offset FROM deliveries WHERE source_format = 'canonical')"
+        ),
         3000
     );
     // Dead letters: one row each, with the reason and the raw bytes.
-    let reasons = rows(&data, "SELECT reason, count(*) FROM rejected GROUP BY reason ORDER BY reason");
+    let reasons = rows(
+        &data,
+        "SELECT reason, count(*) FROM rejected GROUP BY reason ORDER BY reason",
+    );
     let mut want: Vec<String> = broken.iter().map(|(_, _, r)| format!("{r}|1")).collect();
     want.sort();
     assert_eq!(reasons, want);
@@ -86,16 +103,24 @@ fn every_record_reaches_parquet_exactly_once() {
         scalar(&data, "SELECT sum(raw_size) FROM rejected WHERE reason = 'too_large'"),
         3 * 1024 * 1024
     );
-    let raw = rows(&data, "SELECT arrow_cast(raw, 'Utf8') FROM rejected WHERE reason = 'unknown_format'");
+    let raw = rows(
+        &data,
+        "SELECT arrow_cast(raw, 'Utf8') FROM rejected WHERE reason = 'unknown_format'",
+    );
     assert_eq!(raw, ["just some words that are no log format at all"]);
     // Organisations of the canonical events are case-folded into one partition each.
-    let orgs = rows(&data, "SELECT DISTINCT org FROM deliveries WHERE source_format = 'canonical' ORDER BY org");
+    let orgs = rows(
+        &data,
+        "SELECT DISTINCT org FROM deliveries WHERE source_format = 'canonical' ORDER BY org",
+    );
     assert_eq!(orgs, ["acme", "globex.example", "initech"]);
     // Counts reconcile: consumed = written + dead-lettered + skipped.
     let checkpoints = std::fs::read_dir(data.join("_bouncelens/checkpoints")).unwrap();
     let (mut consumed, mut written, mut dead, mut skipped) = (0, 0, 0, 0);
     for entry in checkpoints {
-        let c: serde_json::Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        let c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap())
+                .unwrap();
         let t = &c["totals"];
         consumed += t["consumed"].as_u64().unwrap();
         written += t["written"].as_u64().unwrap();
@@ -108,7 +133,11 @@ fn every_record_reaches_parquet_exactly_once() {
 
     // A second run of the same group finds nothing new and writes nothing.
     let files_before = count_files(&data);
-    wait_ok(spawn_job(&broker.bootstrap(), "logs", "g1", &data, &[], true), "second run", &data);
+    wait_ok(
+        spawn_job(&broker.bootstrap(), "logs", "g1", &data, &[], true),
+        "second run",
+        &data,
+    );
     assert_eq!(count_files(&data), files_before);
     assert_eq!(scalar(&data, "SELECT count(*) FROM deliveries"), total);
 }
@@ -133,7 +162,8 @@ fn count_files(dir: &std::path::Path) -> usize {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 =
+            self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
 }
@@ -147,16 +177,18 @@ fn kill_nine_at_random_moments_loses_and_doubles_nothing() {
     produce(&broker.bootstrap(), "logs", &all);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let small_flushes = [
-        ("BOUNCELENS_FLUSH__MAX_ROWS", "250"),
-        ("BOUNCELENS_FLUSH__MAX_AGE_SECS", "1"),
-    ];
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let small_flushes =
+        [("BOUNCELENS_FLUSH__MAX_ROWS", "250"), ("BOUNCELENS_FLUSH__MAX_AGE_SECS", "1")];
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     println!("kill schedule seed: {seed}");
     let mut rng = Lcg(seed);
     let mut kills = 0;
     for round in 0..6 {
-        let mut job = spawn_job(&broker.bootstrap(), "logs", "crash", &data, &small_flushes, true);
+        let mut job =
+            spawn_job(&broker.bootstrap(), "logs", "crash", &data, &small_flushes, true);
         let after = Duration::from_millis(300 + rng.next(3000));
         std::thread::sleep(after);
         if job.try_wait().unwrap().is_none() {
@@ -201,19 +233,32 @@ fn a_second_consumer_joining_mid_stream_doubles_nothing() {
     produce(&broker.bootstrap(), "logs", &first_half);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = [("BOUNCELENS_FLUSH__MAX_ROWS", "500"), ("BOUNCELENS_FLUSH__MAX_AGE_SECS", "1")];
+    let cfg =
+        [("BOUNCELENS_FLUSH__MAX_ROWS", "500"), ("BOUNCELENS_FLUSH__MAX_AGE_SECS", "1")];
     let mut a = spawn_job(&broker.bootstrap(), "logs", "rebalance", &data, &cfg, false);
     // Wait until the first member has written something.
     let deadline = Instant::now() + WAIT;
     while scalar(&data, "SELECT count(*) FROM deliveries") == 0 {
-        assert!(Instant::now() < deadline, "the first member wrote nothing:\n{}", job_output(&data));
+        assert!(
+            Instant::now() < deadline,
+            "the first member wrote nothing:\n{}",
+            job_output(&data)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // The second member joins while the first is consuming; more arrives.
     let mut b = spawn_job(&broker.bootstrap(), "logs", "rebalance", &data, &cfg, false);
     let second_half: Vec<_> = canonical_events(8000, 99)
         .into_iter()
-        .map(|(k, p)| (k, String::from_utf8(p).unwrap().replace("\"recipient\":\"r", "\"recipient\":\"second-r").into_bytes()))
+        .map(|(k, p)| {
+            (
+                k,
+                String::from_utf8(p)
+                    .unwrap()
+                    .replace("\"recipient\":\"r", "\"recipient\":\"second-r")
+                    .into_bytes(),
+            )
+        })
         .collect();
     produce(&broker.bootstrap(), "logs", &second_half);
     let deadline = Instant::now() + WAIT;
@@ -235,6 +280,7 @@ fn a_second_consumer_joining_mid_stream_doubles_nothing() {
     assert_eq!(scalar(&data, "SELECT count(DISTINCT event_id) FROM deliveries"), total);
     assert_eq!(scalar(&data, "SELECT count(*) FROM rejected"), 0);
     // Both members wrote: the second really took partitions over.
-    let sources = std::fs::read_dir(data.join("_bouncelens/checkpoints")).unwrap().count();
+    let sources =
+        std::fs::read_dir(data.join("_bouncelens/checkpoints")).unwrap().count();
     assert_eq!(sources, 4);
 }

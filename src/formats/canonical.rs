@@ -31,16 +31,19 @@ const KNOWN: &[&str] = &[
 ];
 
 pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectReason> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| RejectReason::InvalidJson(e.to_string()))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| RejectReason::InvalidJson(e.to_string()))?;
     let Value::Object(mut obj) = value else {
         return Err(RejectReason::InvalidJson("expected a JSON object".to_string()));
     };
-    let timestamp = obj.get("timestamp").ok_or(RejectReason::MissingField("timestamp"))?;
+    let timestamp =
+        obj.get("timestamp").ok_or(RejectReason::MissingField("timestamp"))?;
     let event_time = parse_timestamp(timestamp)
         .map_err(|problem| RejectReason::BadField { field: "timestamp", problem })?;
-    let recipient = string(&obj, "recipient")?.ok_or(RejectReason::MissingField("recipient"))?;
-    let outcome_text = string(&obj, "outcome")?.ok_or(RejectReason::MissingField("outcome"))?;
+    let recipient =
+        string(&obj, "recipient")?.ok_or(RejectReason::MissingField("recipient"))?;
+    let outcome_text =
+        string(&obj, "outcome")?.ok_or(RejectReason::MissingField("outcome"))?;
     let outcome = Outcome::parse(&outcome_text).ok_or_else(|| RejectReason::BadField {
         field: "outcome",
         problem: format!(
@@ -108,12 +111,17 @@ pub(crate) fn integer(
     let bad = |problem: String| RejectReason::BadField { field, problem };
     let value = match obj.get(field) {
         None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| bad(format!("{n} is not an integer")))?,
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
-        Some(Value::String(s)) => {
-            s.trim().parse::<i64>().map_err(|_| bad(format!("{s:?} is not an integer")))?
+        Some(Value::Number(n)) => {
+            n.as_i64().ok_or_else(|| bad(format!("{n} is not an integer")))?
         }
-        Some(other) => return Err(bad(format!("expected an integer, got {}", type_name(other)))),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| bad(format!("{s:?} is not an integer")))?,
+        Some(other) => {
+            return Err(bad(format!("expected an integer, got {}", type_name(other))));
+        }
     };
     if value < min || value > max {
         return Err(bad(format!("{value} is outside {min}..={max}")));
@@ -171,11 +179,23 @@ mod tests {
     fn broken_events_say_what_is_wrong() {
         let cases: &[(&str, &str)] = &[
             (r#"{"recipient":"b@x","outcome":"bounced","org_id":"a"}"#, "missing_field"),
-            (r#"{"timestamp":"yesterday","recipient":"b@x","outcome":"bounced","org_id":"a"}"#, "bad_field"),
-            (r#"{"timestamp":1,"recipient":"b@x","outcome":"lost","org_id":"a"}"#, "bad_field"),
+            (
+                r#"{"timestamp":"yesterday","recipient":"b@x","outcome":"bounced","org_id":"a"}"#,
+                "bad_field",
+            ),
+            (
+                r#"{"timestamp":1,"recipient":"b@x","outcome":"lost","org_id":"a"}"#,
+                "bad_field",
+            ),
             (r#"{"timestamp":1,"recipient":"b@x","outcome":"bounced"}"#, "missing_field"),
-            (r#"{"timestamp":1,"recipient":"b@x","outcome":"bounced","org_id":"a","smtp_code":9999}"#, "bad_field"),
-            (r#"{"timestamp":1,"recipient":["b"],"outcome":"bounced","org_id":"a"}"#, "bad_field"),
+            (
+                r#"{"timestamp":1,"recipient":"b@x","outcome":"bounced","org_id":"a","smtp_code":9999}"#,
+                "bad_field",
+            ),
+            (
+                r#"{"timestamp":1,"recipient":["b"],"outcome":"bounced","org_id":"a"}"#,
+                "bad_field",
+            ),
             (r#"{"timestamp":1,"recipient"#, "invalid_json"),
             ("[1,2]", "invalid_json"),
         ];

@@ -33,8 +33,8 @@ pub fn looks_like(text: &str) -> bool {
 }
 
 pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectReason> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| RejectReason::InvalidJson(e.to_string()))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| RejectReason::InvalidJson(e.to_string()))?;
     let Value::Object(obj) = value else {
         return Err(RejectReason::InvalidJson("expected a JSON object".to_string()));
     };
@@ -44,7 +44,9 @@ pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectRe
         "Bounce" | "AdminBounce" | "OOB" => Outcome::Bounced,
         "TransientFailure" => Outcome::Deferred,
         "Expiration" => Outcome::Expired,
-        "Reception" | "Feedback" => return Ok(Decoded::Skipped("kumomta_not_a_delivery")),
+        "Reception" | "Feedback" => {
+            return Ok(Decoded::Skipped("kumomta_not_a_delivery"));
+        }
         other => {
             return Err(RejectReason::BadField {
                 field: "type",
@@ -52,19 +54,23 @@ pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectRe
             });
         }
     };
-    let timestamp = obj.get("timestamp").ok_or(RejectReason::MissingField("timestamp"))?;
+    let timestamp =
+        obj.get("timestamp").ok_or(RejectReason::MissingField("timestamp"))?;
     let event_time = parse_timestamp(timestamp)
         .map_err(|problem| RejectReason::BadField { field: "timestamp", problem })?;
-    let recipient = string(&obj, "recipient")?.ok_or(RejectReason::MissingField("recipient"))?;
+    let recipient =
+        string(&obj, "recipient")?.ok_or(RejectReason::MissingField("recipient"))?;
     let sender = string(&obj, "sender")?;
     let org_id = organisation(&obj, sender.as_deref(), settings)?;
     let empty = Map::new();
     let response = obj.get("response").and_then(Value::as_object).unwrap_or(&empty);
-    let smtp_code = integer(response, "code", 0, 999)?.and_then(|c| u16::try_from(c).ok());
-    let enhanced_code = response.get("enhanced_code").and_then(Value::as_object).and_then(|e| {
-        let part = |k: &str| e.get(k).and_then(Value::as_u64);
-        Some(format!("{}.{}.{}", part("class")?, part("subject")?, part("detail")?))
-    });
+    let smtp_code =
+        integer(response, "code", 0, 999)?.and_then(|c| u16::try_from(c).ok());
+    let enhanced_code =
+        response.get("enhanced_code").and_then(Value::as_object).and_then(|e| {
+            let part = |k: &str| e.get(k).and_then(Value::as_u64);
+            Some(format!("{}.{}.{}", part("class")?, part("subject")?, part("detail")?))
+        });
     let peer = obj.get("peer_address").and_then(Value::as_object).unwrap_or(&empty);
     let source = obj.get("source_address").and_then(Value::as_object).unwrap_or(&empty);
     let headers = obj.get("headers").and_then(Value::as_object).unwrap_or(&empty);
@@ -74,7 +80,9 @@ pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectRe
         .and_then(|(_, v)| v.as_str())
         .map(str::to_string);
     let mut extra = Map::new();
-    for key in ["queue", "site", "egress_pool", "egress_source", "meta", "bounce_classification"] {
+    for key in
+        ["queue", "site", "egress_pool", "egress_source", "meta", "bounce_classification"]
+    {
         if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
             extra.insert(key.to_string(), v.clone());
         }
@@ -141,7 +149,9 @@ mod tests {
     fn a_bounce_record_becomes_a_classifiable_event() {
         assert_eq!(detect(BOUNCE), InputFormat::Kumomta);
         let mut decoder = Decoder::new(DecodeSettings::default());
-        let Decoded::Events(events) = decoder.decode(BOUNCE.as_bytes(), None) else { panic!() };
+        let Decoded::Events(events) = decoder.decode(BOUNCE.as_bytes(), None) else {
+            panic!()
+        };
         let e = &events[0];
         assert_eq!(e.org_id, "acme-corp");
         assert_eq!(e.outcome, Outcome::Bounced);

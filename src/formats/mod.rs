@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::event::{DeliveryEvent, domain_of};
 
 /// Which format to expect, or `auto` to detect it per message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum InputFormat {
     #[default]
@@ -115,7 +117,10 @@ impl OrgResolver {
                 .or_else(|| line.split_once('='))
                 .or_else(|| line.split_once(','))
                 .ok_or_else(|| {
-                    format!("line {}: expected `address-or-domain = org`, got {line:?}", n + 1)
+                    format!(
+                        "line {}: expected `address-or-domain = org`, got {line:?}",
+                        n + 1
+                    )
                 })?;
             let (key, org) = (key.trim().to_ascii_lowercase(), org.trim().to_string());
             if key.is_empty() || org.is_empty() {
@@ -235,7 +240,11 @@ impl Decoder {
 /// Guesses the format of one message.
 pub fn detect(text: &str) -> InputFormat {
     if text.starts_with('{') {
-        if kumomta::looks_like(text) { InputFormat::Kumomta } else { InputFormat::Canonical }
+        if kumomta::looks_like(text) {
+            InputFormat::Kumomta
+        } else {
+            InputFormat::Canonical
+        }
     } else if postfix::looks_like(text) {
         InputFormat::Postfix
     } else {
@@ -251,7 +260,8 @@ pub fn parse_timestamp(value: &serde_json::Value) -> Result<DateTime<Utc>, Strin
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})")),
         serde_json::Value::Number(n) => {
-            let secs = n.as_f64().ok_or_else(|| format!("{n} is not a number of seconds"))?;
+            let secs =
+                n.as_f64().ok_or_else(|| format!("{n} is not a number of seconds"))?;
             let millis = if secs.abs() > 1e11 { secs } else { secs * 1000.0 };
             if !millis.is_finite() || millis.abs() > 8.0e15 {
                 return Err(format!("{n} is out of range"));

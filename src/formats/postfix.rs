@@ -19,7 +19,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{DecodeSettings, Decoded, RejectReason};
@@ -102,13 +104,15 @@ pub fn decode(
     }
     if let (Some(from), None) = (get("from"), get("to")) {
         if get("status") == Some("expired") {
-            let events = expired_events(&line, queue_id, strip_angle(from), settings, state);
+            let events =
+                expired_events(&line, queue_id, strip_angle(from), settings, state);
             return Ok(Decoded::Events(events));
         }
         let entry = state.queues.entry(queue_id.to_string()).or_default();
         entry.sender = Some(strip_angle(from).to_string());
         entry.size = get("size").and_then(|s| s.parse().ok()).or(entry.size);
-        entry.nrcpt = get("nrcpt").and_then(|s| s.split(' ').next()?.parse().ok()).or(entry.nrcpt);
+        entry.nrcpt =
+            get("nrcpt").and_then(|s| s.split(' ').next()?.parse().ok()).or(entry.nrcpt);
         entry.last_seen = now;
         state.evict_older_than(now);
         return Ok(Decoded::Skipped("postfix_context"));
@@ -185,7 +189,12 @@ fn expired_events(
     } else {
         pending
             .into_iter()
-            .map(|p| Recipient { address: p.recipient, reply: p.reply, dsn: p.dsn, relay: p.relay })
+            .map(|p| Recipient {
+                address: p.recipient,
+                reply: p.reply,
+                dsn: p.dsn,
+                relay: p.relay,
+            })
             .collect()
     };
     recipients
@@ -211,7 +220,8 @@ fn build_event(
             .unwrap_or_else(|| settings.unknown_sender_org.clone()),
         None => settings.unknown_sender_org.clone(),
     };
-    let (remote_host, remote_ip) = recipient.relay.as_deref().map(split_relay).unwrap_or_default();
+    let (remote_host, remote_ip) =
+        recipient.relay.as_deref().map(split_relay).unwrap_or_default();
     let smtp_code = recipient.reply.as_deref().and_then(find_reply_code);
     DeliveryEvent {
         event_time: line.time,
@@ -275,15 +285,18 @@ fn parse_fields(rest: &str) -> Vec<(&str, &str)> {
         .filter_map(|part| {
             let (k, v) = part.split_once('=')?;
             let k = k.trim();
-            (!k.is_empty() && !k.contains(' ')).then_some((k, v.trim().trim_end_matches(',')))
+            (!k.is_empty() && !k.contains(' '))
+                .then_some((k, v.trim().trim_end_matches(',')))
         })
         .collect()
 }
 
 fn split_queue_id(body: &str) -> Option<(&str, &str)> {
     let (id, rest) = body.split_once(": ")?;
-    let ok = (5..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric());
-    (ok && id != "warning" && id != "fatal" && id != "error").then(|| (id, rest.trim_end()))
+    let ok =
+        (5..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    (ok && id != "warning" && id != "fatal" && id != "error")
+        .then(|| (id, rest.trim_end()))
 }
 
 fn parse_syslog<'a>(
@@ -313,7 +326,8 @@ fn parse_syslog<'a>(
         (time, &text[16..])
     };
     let (host, rest) = rest.trim_start().split_once(' ').ok_or_else(|| bad("no host"))?;
-    let (program, body) = rest.split_once("]: ").ok_or_else(|| bad("no `program[pid]:`"))?;
+    let (program, body) =
+        rest.split_once("]: ").ok_or_else(|| bad("no `program[pid]:`"))?;
     let program = program.split('[').next().unwrap_or(program);
     let program = program.rsplit('/').next().unwrap_or(program);
     Ok(Line { time, host, program, body })

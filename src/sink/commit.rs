@@ -53,7 +53,9 @@ use crate::formats::postfix::JoinState;
 /// Errors of the output side. Each names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("cannot write {path}: {source} (is the data directory writable and not full?)")]
+    #[error(
+        "cannot write {path}: {source} (is the data directory writable and not full?)"
+    )]
     Io { path: PathBuf, source: std::io::Error },
     #[error("cannot write Parquet file {path}: {source}")]
     Parquet { path: PathBuf, source: parquet::errors::ParquetError },
@@ -150,7 +152,9 @@ impl Committer {
 
     /// Checks that the data root can be written, creating it if needed.
     pub fn check_writable(&self) -> Result<(), SinkError> {
-        for dir in [self.layout.staging(), self.layout.transactions(), self.layout.checkpoints()] {
+        for dir in
+            [self.layout.staging(), self.layout.transactions(), self.layout.checkpoints()]
+        {
             fs::create_dir_all(&dir).map_err(io(&dir))?;
         }
         let probe = self.layout.staging().join(".write-probe");
@@ -165,14 +169,21 @@ impl Committer {
         let prefix = format!("{source}.");
         let mut pending: Vec<PathBuf> = list(&self.layout.transactions())?
             .into_iter()
-            .filter(|p| file_name(p).starts_with(&prefix) && file_name(p).ends_with(".json"))
+            .filter(|p| {
+                file_name(p).starts_with(&prefix) && file_name(p).ends_with(".json")
+            })
             .collect();
         pending.sort();
         for path in pending {
             let text = fs::read_to_string(&path).map_err(io(&path))?;
-            let txn: Transaction = serde_json::from_str(&text)
-                .map_err(|e| SinkError::Corrupt { path: path.clone(), problem: e.to_string() })?;
-            tracing::info!(source, first_offset = txn.first_offset, "finishing an interrupted flush");
+            let txn: Transaction = serde_json::from_str(&text).map_err(|e| {
+                SinkError::Corrupt { path: path.clone(), problem: e.to_string() }
+            })?;
+            tracing::info!(
+                source,
+                first_offset = txn.first_offset,
+                "finishing an interrupted flush"
+            );
             self.apply(&txn, &path)?;
         }
         for dir in list(&self.layout.staging())? {
@@ -202,7 +213,10 @@ impl Committer {
     /// Writes one flush: stage, commit point, apply, checkpoint.
     pub fn commit(&self, flush: Flush<'_>) -> Result<FlushStats, SinkError> {
         let source = flush.checkpoint.source.clone();
-        let name = format!("{source}.{:020}-{:020}", flush.first_offset, flush.checkpoint.next_offset);
+        let name = format!(
+            "{source}.{:020}-{:020}",
+            flush.first_offset, flush.checkpoint.next_offset
+        );
         let staging = self.layout.staging().join(&name);
         fs::create_dir_all(&staging).map_err(io(&staging))?;
         let mut stats = FlushStats::default();
@@ -222,10 +236,12 @@ impl Committer {
             let batch = deliveries_batch(rows);
             stats.bytes += write_parquet(&staged, &batch)?;
             stats.rows += rows.len();
-            let target = self.layout.delivery_dir(date, org).join(format!("{name}.parquet"));
+            let target =
+                self.layout.delivery_dir(date, org).join(format!("{name}.parquet"));
             files.push(StagedFile { staged, target });
         }
-        let mut by_date: std::collections::BTreeMap<String, Vec<&RejectedRow>> = Default::default();
+        let mut by_date: std::collections::BTreeMap<String, Vec<&RejectedRow>> =
+            Default::default();
         for row in flush.rejected {
             let date = row.received_at.with_timezone(&self.time_zone).date_naive();
             by_date.entry(date.to_string()).or_default().push(row);
@@ -271,13 +287,18 @@ impl Committer {
             }
         }
         let checkpoint = self.checkpoint_path(&txn.source);
-        write_atomic(&checkpoint, &serde_json::to_vec(&txn.checkpoint).expect("serializable"))?;
+        write_atomic(
+            &checkpoint,
+            &serde_json::to_vec(&txn.checkpoint).expect("serializable"),
+        )?;
         fs::remove_file(txn_path).map_err(io(txn_path))?;
         if let Some(staging) = txn.files.first().and_then(|f| f.staged.parent()) {
             match fs::remove_dir_all(staging) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SinkError::Io { path: staging.to_path_buf(), source: e }),
+                Err(e) => {
+                    return Err(SinkError::Io { path: staging.to_path_buf(), source: e });
+                }
             }
         } else {
             let name = file_name(txn_path).trim_end_matches(".json").to_string();
@@ -295,11 +316,15 @@ fn writer_properties() -> WriterProperties {
 }
 
 /// Writes one Parquet file and fsyncs it; returns its size.
-pub fn write_parquet(path: &Path, batch: &arrow::array::RecordBatch) -> Result<u64, SinkError> {
+pub fn write_parquet(
+    path: &Path,
+    batch: &arrow::array::RecordBatch,
+) -> Result<u64, SinkError> {
     let file = File::create(path).map_err(io(path))?;
     let parquet = |source| SinkError::Parquet { path: path.to_path_buf(), source };
     let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties())).map_err(parquet)?;
+        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
+            .map_err(parquet)?;
     writer.write(batch).map_err(parquet)?;
     let file = writer.into_inner().map_err(parquet)?;
     file.sync_all().map_err(io(path))?;
@@ -324,9 +349,7 @@ fn sync_dir(dir: &Path) -> Result<(), SinkError> {
 
 fn list(dir: &Path) -> Result<Vec<PathBuf>, SinkError> {
     match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.map(|e| e.path()).map_err(io(dir)))
-            .collect(),
+        Ok(entries) => entries.map(|e| e.map(|e| e.path()).map_err(io(dir))).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(SinkError::Io { path: dir.to_path_buf(), source: e }),
     }

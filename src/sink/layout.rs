@@ -43,8 +43,9 @@ pub fn encode_org(org_id: &str) -> String {
     }
     let mut out = String::with_capacity(lower.len());
     for b in lower.bytes() {
-        let plain =
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_');
+        let plain = b.is_ascii_lowercase()
+            || b.is_ascii_digit()
+            || matches!(b, b'-' | b'.' | b'_');
         if plain {
             out.push(b as char);
         } else {
@@ -134,15 +135,38 @@ mod tests {
         let long = "x".repeat(10_000);
         let long2 = format!("{}y", "x".repeat(9_999));
         let ids = [
-            "acme", "../x", "..", ".", "a/b", "a%2Fb", "", "\0", "a\0b", "_x", "x_", "/", "\\",
-            "org=1", "Ünïcode", "空", &long, &long2, "a b", "%00empty", "~empty", "\0empty",
+            "acme",
+            "../x",
+            "..",
+            ".",
+            "a/b",
+            "a%2Fb",
+            "",
+            "\0",
+            "a\0b",
+            "_x",
+            "x_",
+            "/",
+            "\\",
+            "org=1",
+            "Ünïcode",
+            "空",
+            &long,
+            &long2,
+            "a b",
+            "%00empty",
+            "~empty",
+            "\0empty",
         ];
         let mut seen = HashSet::new();
         for id in ids {
             let dir = encode_org(id);
             assert!(!dir.is_empty(), "{id:?}");
             assert!(dir.len() <= MAX_ORG_DIR_BYTES + 17, "{id:?} -> {dir}");
-            assert!(!dir.contains('/') && !dir.contains('\\') && !dir.contains('\0'), "{dir}");
+            assert!(
+                !dir.contains('/') && !dir.contains('\\') && !dir.contains('\0'),
+                "{dir}"
+            );
             assert!(seen.insert(dir.clone()), "{id:?} collides as {dir}");
             let path = Layout::new("/data").delivery_dir("2026-01-01", &dir);
             assert!(path.starts_with("/data/deliveries/date=2026-01-01"), "{path:?}");

@@ -7,4 +7,6 @@ pub mod table;
 
 pub use commit::{Checkpoint, Committer, Flush, FlushStats, SinkError, Totals};
 pub use layout::{Layout, encode_org};
-pub use table::{DELIVERIES_SCHEMA, DeliveryRow, REJECTED_SCHEMA, RejectedRow, SourcePosition};
+pub use table::{
+    DELIVERIES_SCHEMA, DeliveryRow, REJECTED_SCHEMA, RejectedRow, SourcePosition,
+};

@@ -249,5 +249,6 @@ pub fn rejected_batch(rows: &[&RejectedRow]) -> RecordBatch {
         Arc::new(raw_size.finish()),
         Arc::new(truncated.finish()),
     ];
-    RecordBatch::try_new(REJECTED_SCHEMA.clone(), columns).expect("columns are built to the schema")
+    RecordBatch::try_new(REJECTED_SCHEMA.clone(), columns)
+        .expect("columns are built to the schema")
 }

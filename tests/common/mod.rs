@@ -30,7 +30,11 @@ impl Broker {
         let bin = PathBuf::from(std::env::var("TANSU_BIN").expect(
             "TANSU_BIN must name a tansu broker binary; run the tests with scripts/test.sh, which installs one",
         ));
-        assert!(bin.exists(), "TANSU_BIN={} does not exist; run scripts/test.sh", bin.display());
+        assert!(
+            bin.exists(),
+            "TANSU_BIN={} does not exist; run scripts/test.sh",
+            bin.display()
+        );
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&bin)
@@ -54,7 +58,12 @@ impl Broker {
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let status = Command::new(&self.bin)
-            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ])
             .args(["--partitions", &partitions.to_string(), name])
             .stdout(Stdio::null())
             .status()
@@ -98,7 +107,12 @@ pub fn produce(brokers: &str, topic: &str, messages: &[(Option<String>, Vec<u8>)
                 Ok(()) => break,
                 Err((e, r)) => {
                     assert!(
-                        matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                        matches!(
+                            e,
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull
+                            )
+                        ),
                         "produce failed: {e}"
                     );
                     record = r;
@@ -120,9 +134,17 @@ pub fn postfix_lines() -> Vec<(Option<String>, Vec<u8>)> {
 pub fn canonical_events(n: usize, seed: u64) -> Vec<(Option<String>, Vec<u8>)> {
     let outcomes = [
         ("delivered", Some(250), "250 2.0.0 OK"),
-        ("bounced", Some(550), "550 5.1.1 <x@example.net>: Recipient address rejected: User unknown in local recipient table"),
+        (
+            "bounced",
+            Some(550),
+            "550 5.1.1 <x@example.net>: Recipient address rejected: User unknown in local recipient table",
+        ),
         ("deferred", Some(452), "452 4.2.2 Mailbox full"),
-        ("bounced", Some(554), "554 5.7.1 Service unavailable; Client host [203.0.113.9] blocked using zen.spamhaus.org"),
+        (
+            "bounced",
+            Some(554),
+            "554 5.7.1 Service unavailable; Client host [203.0.113.9] blocked using zen.spamhaus.org",
+        ),
         ("bounced", Some(550), "550 SDN3 message held in the domestic spam channel"),
     ];
     (0..n)
@@ -156,7 +178,14 @@ pub fn binary() -> PathBuf {
 }
 
 /// A `bouncelens run` child process configured through the environment.
-pub fn spawn_job(brokers: &str, topic: &str, group: &str, data: &Path, extra: &[(&str, &str)], drained: bool) -> Child {
+pub fn spawn_job(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    data: &Path,
+    extra: &[(&str, &str)],
+    drained: bool,
+) -> Child {
     let mut cmd = Command::new(binary());
     cmd.arg("run").arg("--data").arg(data);
     if drained {
@@ -196,7 +225,9 @@ pub fn job_output(data: &Path) -> String {
 pub fn sql(data: &Path, query: &str) -> Vec<RecordBatch> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let ctx = bouncelens::query::session(&bouncelens::sink::Layout::new(data)).await.unwrap();
+        let ctx = bouncelens::query::session(&bouncelens::sink::Layout::new(data))
+            .await
+            .unwrap();
         bouncelens::query::collect(&ctx, query).await.unwrap()
     })
 }
@@ -216,7 +247,9 @@ pub fn rows(data: &Path, query: &str) -> Vec<String> {
     for b in &batches {
         for r in 0..b.num_rows() {
             let cells: Vec<String> = (0..b.num_columns())
-                .map(|c| arrow::util::display::array_value_to_string(b.column(c), r).unwrap())
+                .map(|c| {
+                    arrow::util::display::array_value_to_string(b.column(c), r).unwrap()
+                })
                 .collect();
             out.push(cells.join("|"));
         }

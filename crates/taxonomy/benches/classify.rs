@@ -16,8 +16,12 @@ const DEV: &str = include_str!("../../../tests/fixtures/sisimai-dev.tsv");
 const FAQ: &str = include_str!("../../../tests/fixtures/faq-phrases.tsv");
 
 fn replies() -> Vec<String> {
-    let mut out: Vec<String> =
-        DEV.lines().skip(1).filter_map(|l| l.split('\t').nth(4)).map(str::to_string).collect();
+    let mut out: Vec<String> = DEV
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').nth(4))
+        .map(str::to_string)
+        .collect();
     for line in FAQ.lines().filter(|l| !l.starts_with('#')) {
         if let Some((_, phrase)) = line.split_once('\t') {
             out.push(format!(
@@ -44,7 +48,8 @@ impl RegexClassifier {
                 if phrase.len() == 3 && phrase.bytes().all(|b| b.is_ascii_digit()) {
                     continue;
                 }
-                let words: Vec<String> = phrase.split_whitespace().map(regex::escape).collect();
+                let words: Vec<String> =
+                    phrase.split_whitespace().map(regex::escape).collect();
                 let mut p = words.join(r"\s+");
                 if phrase.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
                     p = format!(r"\b{p}");

@@ -83,10 +83,16 @@ impl EnhancedPattern {
                 _ => return Err(bad()),
             }
         };
-        let subject =
-            if wild(parts[1]) { None } else { Some(parse_part(parts[1]).ok_or_else(bad)?) };
-        let detail =
-            if wild(parts[2]) { None } else { Some(parse_part(parts[2]).ok_or_else(bad)?) };
+        let subject = if wild(parts[1]) {
+            None
+        } else {
+            Some(parse_part(parts[1]).ok_or_else(bad)?)
+        };
+        let detail = if wild(parts[2]) {
+            None
+        } else {
+            Some(parse_part(parts[2]).ok_or_else(bad)?)
+        };
         if subject.is_none() && detail.is_some() {
             return Err(bad());
         }
@@ -162,7 +168,10 @@ pub fn find_reply_code(text: &str) -> Option<u16> {
             && b[i + 2].is_ascii_digit()
         {
             let after = b.get(i + 3).copied();
-            if matches!(after, None | Some(b' ' | b'-' | b'\t' | b'\r' | b'\n' | b';' | b',')) {
+            if matches!(
+                after,
+                None | Some(b' ' | b'-' | b'\t' | b'\r' | b'\n' | b';' | b',')
+            ) {
                 let code = u16::from(b[i] - b'0') * 100
                     + u16::from(b[i + 1] - b'0') * 10
                     + u16::from(b[i + 2] - b'0');
@@ -195,7 +204,10 @@ pub fn find_enhanced_code(text: &str) -> Option<EnhancedCode> {
             continue;
         }
         let end = j + detail_len;
-        if b.get(end).is_some_and(|&c| c.is_ascii_digit() || (c == b'.' && b.get(end + 1).is_some_and(u8::is_ascii_digit))) {
+        if b.get(end).is_some_and(|&c| {
+            c.is_ascii_digit()
+                || (c == b'.' && b.get(end + 1).is_some_and(u8::is_ascii_digit))
+        }) {
             continue;
         }
         if let Some(code) = EnhancedCode::parse(&text[i..end]) {
@@ -254,7 +266,9 @@ mod tests {
 
     #[test]
     fn patterns_parse_and_print() {
-        for (text, printed) in [("5.1.1", "5.1.1"), ("x.2.2", "x.2.2"), ("X.4.x", "x.4.x")] {
+        for (text, printed) in
+            [("5.1.1", "5.1.1"), ("x.2.2", "x.2.2"), ("X.4.x", "x.4.x")]
+        {
             assert_eq!(EnhancedPattern::parse(text).unwrap().to_string(), printed);
         }
         for bad in ["5.1", "6.1.1", "x.x.1", "a.b.c", "5.1.1.1"] {

@@ -4,7 +4,8 @@
 //!
 //! 1. **Phrases.** The reply is folded (see [`super::normalize`]) and every
 //!    taxonomy phrase is searched for at once with one Aho-Corasick
-//!    automaton, ASCII case-insensitively. Phrases that begin with a letter
+//!    automaton; ASCII letters compare case-insensitively (both sides are
+//!    lower-cased). Phrases that begin with a letter
 //!    or digit must begin a token (`a not found` does not match inside
 //!    `data not found`); short phrases (six characters or fewer) and phrases
 //!    ending in a digit must also end one (`SDN3` does not match `SDN31`).
@@ -42,7 +43,7 @@ use super::codes::{
     parse_reply_code,
 };
 use super::model::{Reason, Severity, Taxonomy, TaxonomyError, UNCLASSIFIED};
-use super::normalize::{fold_phrase, fold_reply};
+use super::normalize::{fold_phrase, fold_reply_with_code};
 
 /// Phrases this short or shorter must stand as whole tokens.
 const SHORT_PHRASE_CHARS: usize = 6;
@@ -139,16 +140,40 @@ pub struct Classifier {
     inner: Arc<Inner>,
 }
 
+struct PhraseSet {
+    automaton: AhoCorasick,
+    /// Pattern number -> index into `phrases`.
+    phrase_of: Vec<usize>,
+}
+
+impl PhraseSet {
+    fn build(patterns: &[(String, usize)]) -> Result<Self, TaxonomyError> {
+        let automaton = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(patterns.iter().map(|(p, _)| p))
+            .map_err(|e| TaxonomyError::Invalid {
+                problems: vec![format!("the phrases cannot be compiled: {e}")],
+            })?;
+        Ok(Self { automaton, phrase_of: patterns.iter().map(|(_, i)| *i).collect() })
+    }
+}
+
 struct Inner {
     taxonomy: Taxonomy,
-    automaton: AhoCorasick,
+    /// Phrases written in ASCII only, and the rest (Chinese and mixed):
+    /// two automata, so the one every reply runs through stays small
+    /// enough for the CPU cache, and the other runs only over replies that
+    /// have non-ASCII text.
+    ascii: PhraseSet,
+    other: PhraseSet,
     phrases: Vec<PhraseMeta>,
     enhanced: HashMap<EnhancedPattern, usize>,
     reply: HashMap<ReplyPattern, usize>,
 }
 
 thread_local! {
-    static FOLDED: RefCell<String> = RefCell::new(String::with_capacity(512));
+    static FOLDED: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
 impl Classifier {
@@ -156,7 +181,8 @@ impl Classifier {
     pub fn new(taxonomy: Taxonomy) -> Result<Self, TaxonomyError> {
         taxonomy.validate()?;
         let mut phrases = Vec::new();
-        let mut patterns = Vec::new();
+        let mut ascii_patterns = Vec::new();
+        let mut other_patterns = Vec::new();
         let mut enhanced = HashMap::new();
         let mut reply = HashMap::new();
         for (index, reason) in taxonomy.reasons.iter().enumerate() {
@@ -166,11 +192,19 @@ impl Classifier {
                     reply.entry(ReplyPattern::Exact(code)).or_insert(index);
                     continue;
                 }
-                let folded = phrase.split_whitespace().collect::<Vec<_>>().join(" ");
+                let folded = phrase
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_ascii_lowercase();
                 let chars = folded.chars().count();
                 let first = folded.chars().next().expect("validated non-empty");
                 let last = folded.chars().last().expect("validated non-empty");
-                patterns.push(folded.clone());
+                if folded.is_ascii() {
+                    ascii_patterns.push((folded.clone(), phrases.len()));
+                } else {
+                    other_patterns.push((folded.clone(), phrases.len()));
+                }
                 phrases.push(PhraseMeta {
                     reason: index,
                     phrase: phrase.to_string(),
@@ -189,21 +223,18 @@ impl Classifier {
                 reply.insert(p, index);
             }
         }
-        let automaton = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&patterns)
-            .map_err(|e| TaxonomyError::Invalid {
-                problems: vec![format!("the phrases cannot be compiled: {e}")],
-            })?;
+        let ascii = PhraseSet::build(&ascii_patterns)?;
+        let other = PhraseSet::build(&other_patterns)?;
         debug_assert_eq!(fold_phrase("A"), "a");
-        Ok(Self { inner: Arc::new(Inner { taxonomy, automaton, phrases, enhanced, reply }) })
+        Ok(Self {
+            inner: Arc::new(Inner { taxonomy, ascii, other, phrases, enhanced, reply }),
+        })
     }
 
     /// The built-in taxonomy, compiled.
     pub fn builtin() -> Self {
-        Self::new(Taxonomy::builtin()).expect("the built-in taxonomy is valid; a test guards it")
+        Self::new(Taxonomy::builtin())
+            .expect("the built-in taxonomy is valid; a test guards it")
     }
 
     pub fn taxonomy(&self) -> &Taxonomy {
@@ -212,22 +243,32 @@ impl Classifier {
 
     /// Classifies one reply.
     pub fn classify<'t>(&'t self, reply: &Reply<'_>) -> Verdict<'t> {
-        let reply_code = reply.reply_code.or_else(|| find_reply_code(reply.text));
-        let enhanced_code = reply.enhanced_code.or_else(|| find_enhanced_code(reply.text));
-        let severity_from_codes = match (reply_code, enhanced_code) {
-            (Some(c), _) if (500..600).contains(&c) => Some(Severity::Hard),
-            (Some(c), _) if (400..500).contains(&c) => Some(Severity::Soft),
-            (_, Some(e)) if e.class == 5 => Some(Severity::Hard),
-            (_, Some(e)) if e.class == 4 => Some(Severity::Soft),
-            _ => None,
+        let code_in_text = find_reply_code(reply.text);
+        let reply_code = reply.reply_code.or(code_in_text);
+        // Finding the enhanced code in the text is only needed when no
+        // reply code sets the severity or no strong phrase decides.
+        let enhanced_cell = std::cell::OnceCell::new();
+        let enhanced = || {
+            *enhanced_cell.get_or_init(|| {
+                reply.enhanced_code.or_else(|| find_enhanced_code(reply.text))
+            })
+        };
+        let severity_from_codes = match reply_code {
+            Some(c) if (500..600).contains(&c) => Some(Severity::Hard),
+            Some(c) if (400..500).contains(&c) => Some(Severity::Soft),
+            _ => match enhanced() {
+                Some(e) if e.class == 5 => Some(Severity::Hard),
+                Some(e) if e.class == 4 => Some(Severity::Soft),
+                _ => None,
+            },
         };
         let severity_hint = severity_from_codes.or(reply.outcome_severity);
-        let phrase = self.match_phrase(reply.text).filter(|(r, _)| {
+        let phrase = self.match_phrase(reply.text, code_in_text).filter(|(r, _)| {
             let weak = self.inner.taxonomy.reasons[*r].priority < 0;
-            !(weak && enhanced_code.and_then(|c| self.lookup_enhanced_specific(c)).is_some())
+            !(weak && enhanced().and_then(|c| self.lookup_enhanced_specific(c)).is_some())
         });
         let by_enhanced = |specific: bool| {
-            let code = enhanced_code?;
+            let code = enhanced()?;
             let r = if specific {
                 self.lookup_enhanced_specific(code)
             } else {
@@ -248,29 +289,35 @@ impl Classifier {
             .or_else(|| by_reply(false))
             .unwrap_or((None, Rule::None, Matched::Nothing));
         let reason = reason.map(|i| &self.inner.taxonomy.reasons[i]);
-        let severity = severity_hint
-            .or(reason.map(|r| r.severity))
-            .unwrap_or(Severity::Hard);
+        let severity =
+            severity_hint.or(reason.map(|r| r.severity)).unwrap_or(Severity::Hard);
         Verdict { reason, severity, rule, matched }
     }
 
     /// The best phrase in `text` by priority, then length, then position.
-    fn match_phrase(&self, text: &str) -> Option<(usize, &str)> {
+    fn match_phrase(&self, text: &str, code: Option<u16>) -> Option<(usize, &str)> {
         FOLDED.with(|buf| {
             let mut folded = buf.borrow_mut();
-            fold_reply(text, &mut folded);
-            let hay = folded.as_bytes();
+            fold_reply_with_code(text, code, &mut folded);
+            let hay = folded.as_slice();
             let mut best: Option<(i32, usize, std::cmp::Reverse<usize>, usize)> = None;
-            for m in self.inner.automaton.find_overlapping_iter(folded.as_str()) {
-                let meta = &self.inner.phrases[m.pattern().as_usize()];
-                if meta.token_start && m.start() > 0 && is_word_byte(hay[m.start() - 1]) {
+            let other = (!hay.is_ascii()).then_some(&self.inner.other);
+            let matches =
+                std::iter::once(&self.inner.ascii).chain(other).flat_map(|set| {
+                    set.automaton.find_overlapping_iter(hay).map(move |m| {
+                        (set.phrase_of[m.pattern().as_usize()], m.start(), m.end())
+                    })
+                });
+            for (index, start, end) in matches {
+                let meta = &self.inner.phrases[index];
+                if meta.token_start && start > 0 && is_word_byte(hay[start - 1]) {
                     continue;
                 }
-                if meta.token_end && hay.get(m.end()).is_some_and(|&b| is_word_byte(b)) {
+                if meta.token_end && hay.get(end).is_some_and(|&b| is_word_byte(b)) {
                     continue;
                 }
                 let priority = self.inner.taxonomy.reasons[meta.reason].priority;
-                let key = (priority, meta.chars, std::cmp::Reverse(m.start()), m.pattern().as_usize());
+                let key = (priority, meta.chars, std::cmp::Reverse(start), index);
                 if best.is_none_or(|b| (key.0, key.1, key.2) > (b.0, b.1, b.2)) {
                     best = Some(key);
                 }

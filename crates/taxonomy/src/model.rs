@@ -226,10 +226,13 @@ impl Taxonomy {
             if !reason_ids.insert(id) {
                 problems.push(format!("reason `{id}` is defined twice"));
             }
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                problems.push(format!(
-                    "reason id `{id}` must be snake_case (a-z, 0-9, _)"
-                ));
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                problems
+                    .push(format!("reason id `{id}` must be snake_case (a-z, 0-9, _)"));
             }
             if reason.category == UNCLASSIFIED {
                 problems.push(format!(
@@ -290,6 +293,10 @@ impl Taxonomy {
                 }
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(TaxonomyError::Invalid { problems }) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(TaxonomyError::Invalid { problems })
+        }
     }
 }

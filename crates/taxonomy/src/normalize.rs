@@ -6,18 +6,41 @@
 //! Folding turns every run of white space into one space and drops the
 //! repeated continuation markers (`550-5.1.1`, and the final `550 5.1.1`)
 //! after the first, so a phrase split across continuation lines still
-//! matches. Case is not folded here: the matcher compares ASCII letters
-//! case-insensitively, which keeps this pass allocation-free.
+//! matches. ASCII letters are lower-cased in the same pass (phrases are
+//! lower-cased when the matcher is built); other scripts are left as they
+//! are, Chinese having no case.
 
 use super::codes::find_reply_code;
 
-/// Folds `reply` into `out` (cleared first) for matching.
-pub fn fold_reply(reply: &str, out: &mut String) {
+/// Folds `reply` into `out` (cleared first) for matching. The output is
+/// the UTF-8 of the folded text (never split inside a character).
+pub fn fold_reply(reply: &str, out: &mut Vec<u8>) {
+    fold_reply_with_code(reply, find_reply_code(reply), out);
+}
+
+/// Bytes that end a run of plain text: ASCII white space and control
+/// characters, and the lead bytes of the non-ASCII white space characters
+/// (U+00A0, U+1680, U+2000-U+205F, U+3000).
+static BREAKS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b <= 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[0xC2] = true;
+    t[0xE1] = true;
+    t[0xE2] = true;
+    t[0xE3] = true;
+    t
+};
+
+/// [`fold_reply`] when the reply code in the text is already known.
+pub fn fold_reply_with_code(reply: &str, code: Option<u16>, out: &mut Vec<u8>) {
     out.clear();
-    let code = find_reply_code(reply).map(|c| {
-        let mut digits = [0u8; 3];
-        digits.copy_from_slice(c.to_string().as_bytes());
-        digits
+    out.reserve(reply.len());
+    let code = code.map(|c| {
+        [(c / 100) as u8 + b'0', (c / 10 % 10) as u8 + b'0', (c % 10) as u8 + b'0']
     });
     let bytes = reply.as_bytes();
     let mut seen_code = false;
@@ -25,12 +48,12 @@ pub fn fold_reply(reply: &str, out: &mut String) {
     let mut pending_space = false;
     while i < bytes.len() {
         let c = bytes[i];
-        if c.is_ascii_whitespace() {
-            pending_space = true;
-            i += 1;
-            continue;
-        }
-        if c >= 0x80 {
+        if BREAKS[c as usize] {
+            if c <= 0x20 {
+                pending_space = true;
+                i += 1;
+                continue;
+            }
             let ch = reply[i..].chars().next().expect("i is on a char boundary");
             if ch.is_whitespace() {
                 pending_space = true;
@@ -38,29 +61,31 @@ pub fn fold_reply(reply: &str, out: &mut String) {
                 continue;
             }
         }
-        let at_token_start = out.is_empty() || pending_space;
-        if at_token_start && let Some(code) = code {
-            if let Some(skip) = continuation_len(&bytes[i..], &code) {
-                if seen_code {
-                    i += skip;
-                    pending_space = !out.is_empty();
-                    continue;
-                }
-                seen_code = true;
+        if (pending_space || out.is_empty())
+            && let Some(code) = &code
+            && c == code[0]
+            && let Some(skip) = continuation_len(&bytes[i..], code)
+        {
+            if seen_code {
+                i += skip;
+                pending_space = !out.is_empty();
+                continue;
             }
+            seen_code = true;
         }
         if pending_space && !out.is_empty() {
-            out.push(' ');
+            out.push(b' ');
         }
         pending_space = false;
-        if c < 0x80 {
-            out.push(c as char);
+        // Copy the run of plain bytes up to the next break, lower-cased.
+        let start = i;
+        i += 1;
+        while i < bytes.len() && !BREAKS[bytes[i] as usize] {
             i += 1;
-        } else {
-            let ch = reply[i..].chars().next().expect("i is on a char boundary");
-            out.push(ch);
-            i += ch.len_utf8();
         }
+        let from = out.len();
+        out.extend_from_slice(&bytes[start..i]);
+        out[from..].make_ascii_lowercase();
     }
 }
 
@@ -115,9 +140,9 @@ mod tests {
     use super::*;
 
     fn fold(s: &str) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
         fold_reply(s, &mut out);
-        out
+        String::from_utf8(out).expect("folding keeps UTF-8 whole")
     }
 
     #[test]
@@ -126,15 +151,19 @@ mod tests {
             ("  550   user\tunknown \r\n", "550 user unknown"),
             (
                 "550-5.1.1 The email account that you tried to\n550-5.1.1 reach does not exist.\n550 5.1.1 https://support.google.com",
-                "550-5.1.1 The email account that you tried to reach does not exist. https://support.google.com",
+                "550-5.1.1 the email account that you tried to reach does not exist. https://support.google.com",
             ),
             (
                 "552-5.2.2 The email account that you tried to reach is over quota. 552 5.2.2 Please",
-                "552-5.2.2 The email account that you tried to reach is over quota. Please",
+                "552-5.2.2 the email account that you tried to reach is over quota. please",
             ),
-            ("SMTP error, RCPT TO: 550 Mail from x refused", "SMTP error, RCPT TO: 550 Mail from x refused"),
-            ("554 Service unavailable", "554 Service unavailable"),
+            (
+                "SMTP error, RCPT TO: 550 Mail from x refused",
+                "smtp error, rcpt to: 550 mail from x refused",
+            ),
+            ("554 Service unavailable", "554 service unavailable"),
             ("用户不存在\u{3000}请检查", "用户不存在 请检查"),
+            ("a\u{a0}b\u{2003}c é", "a b c é"),
             ("", ""),
         ];
         for (input, want) in cases {
