@@ -1898,3 +1898,24 @@ mod tests {
         assert_eq!(back, text);
     }
 }
+#[cfg(test)]
+mod scratch_speed {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn scratch_speed() {
+        let n: u64 = std::env::var("GEN_N").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+        let days: u32 = std::env::var("GEN_DAYS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+        let orgs: u32 = std::env::var("GEN_ORGS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+        let opts = GenerateOptions { events: n, orgs, days, seed: 1, start_date: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap() };
+        let mut out = Vec::with_capacity(1 << 20);
+        let t = std::time::Instant::now();
+        generate(&opts, &mut out).unwrap();
+        let el = t.elapsed();
+        eprintln!("{n} events in {el:?}, {} bytes", out.len());
+        let t = std::time::Instant::now();
+        generate(&opts, &mut std::io::sink()).unwrap();
+        eprintln!("to sink: {:?}", t.elapsed());
+        std::fs::write("/tmp/gen-sample.ndjson", &out).unwrap();
+    }
+}

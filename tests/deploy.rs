@@ -804,20 +804,16 @@ fn shell_commands(script: &str) -> Vec<Vec<String>> {
 
 /// The arguments after `bouncelens` in each command of a shell script.
 fn script_invocations(script: &str) -> Vec<Vec<String>> {
-    shell_commands(script)
-        .into_iter()
-        .filter_map(|words| {
-            let program = words.iter().position(|w| is_bouncelens(w))?;
-            Some(words[program + 1..].to_vec())
-        })
-        .collect()
+    shell_commands(script).iter().flat_map(|words| argv_invocations(words)).collect()
 }
 
-/// The arguments of `bouncelens` in an argv: run directly, or from a
-/// `sh -c` script.
+/// The arguments of `bouncelens` in one command: after the program (also
+/// behind `exec` and the like), or in a `sh -c` script.
 fn argv_invocations(argv: &[String]) -> Vec<Vec<String>> {
+    if let Some(program) = argv.iter().position(|w| is_bouncelens(w)) {
+        return vec![argv[program + 1..].to_vec()];
+    }
     match argv {
-        [program, rest @ ..] if is_bouncelens(program) => vec![rest.to_vec()],
         [shell, flag, script, ..] if shell.ends_with("sh") && flag == "-c" => {
             script_invocations(script)
         }
