@@ -217,6 +217,11 @@ const VIRUS_NAMES: [&str; 8] = [
     "Pdf.Exploit.CVE_2018_4993-6583154",
 ];
 
+const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const HEX_UPPER: &[u8] = b"0123456789ABCDEF";
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
 /// How a receiving server words its acceptance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Style {
@@ -318,6 +323,8 @@ struct Msg {
     campaign: u32,
     /// A sender over the sending limits, whom receivers throttle.
     heavy: bool,
+    /// Sent by the hijacked account of the day's burst.
+    burst: bool,
 }
 
 struct OpenMsg {
@@ -515,6 +522,7 @@ impl Generator {
         let queue = mix64(self.seed ^ mix64(self.messages));
         let rng = &mut self.rng;
         let (org, user, nrcpt, size, campaign, heavy);
+        let mut burst = false;
         if !self.plan.blast_done && t >= self.plan.blast_at {
             // The daily newsletter of the largest organisation.
             self.plan.blast_done = true;
@@ -535,6 +543,7 @@ impl Generator {
             size = log_uniform(rng, 3_000.0, 12_000.0);
             campaign = false;
             heavy = true;
+            burst = true;
         } else {
             let r: f64 = rng.random();
             let x = r * self.world.org_cum[self.world.org_cum.len() - 1];
@@ -586,7 +595,7 @@ impl Generator {
         } else {
             0
         };
-        Msg { org, user, start: t, queue, nrcpt, size, campaign, heavy }
+        Msg { org, user, start: t, queue, nrcpt, size, campaign, heavy, burst }
     }
 
     fn fate(&mut self, mult: f64) -> Fate {
@@ -739,15 +748,7 @@ impl Generator {
             Style::Google => {
                 let epoch = w.start_epoch_secs + t / 1000;
                 let _ = write!(s, "250 2.0.0 OK  {epoch} ");
-                push_alnum(rng, s, 2, b"abcdefghijklmnopqrstuvwxyz");
-                let _ = write!(
-                    s,
-                    "{}si{}p{}.{} - gsmtp",
-                    rng.random_range(1..30),
-                    rng.random_range(1_000_000..99_999_999),
-                    ["ab", "ac", "ad", "bb", "bc", "db"][rng.random_range(0..6)],
-                    rng.random_range(1..250)
-                );
+                push_gsmtp_id(rng, s);
             }
             Style::Microsoft => {
                 s.push_str("250 2.6.0 <");
@@ -762,16 +763,11 @@ impl Generator {
             Style::Tencent => s.push_str("250 OK: queued as."),
             Style::Netease => {
                 let _ = write!(s, "250 Mail OK queued as mx{},", rng.random_range(1..40));
-                push_alnum(
-                    rng,
-                    s,
-                    20,
-                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-                );
+                push_alnum(rng, s, 20, ALNUM);
             }
             Style::Apple | Style::Postfix => {
                 s.push_str("250 2.0.0 Ok: queued as ");
-                push_alnum(rng, s, 10, b"0123456789ABCDEF");
+                push_alnum(rng, s, 10, HEX_UPPER);
             }
             Style::Sina => {
                 let _ = write!(
@@ -782,13 +778,11 @@ impl Generator {
             }
             Style::Exim => {
                 s.push_str("250 OK id=");
-                let set =
-                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-                push_alnum(rng, s, 6, set);
+                push_alnum(rng, s, 6, ALNUM);
                 s.push('-');
-                push_alnum(rng, s, 6, set);
+                push_alnum(rng, s, 6, ALNUM);
                 s.push('-');
-                push_alnum(rng, s, 2, set);
+                push_alnum(rng, s, 2, ALNUM);
             }
             Style::Plain => match rng.random_range(0..3) {
                 0 => {
@@ -828,9 +822,10 @@ impl Generator {
         let d = &w.domains[domain as usize];
         let org = &w.orgs[msg.org as usize];
         let sending_ip = w.sending_ips[ip].as_str();
+        let epoch = w.start_epoch_secs + t / 1000;
         s.clear();
         if outcome == Outcome::Deferred {
-            if w.listed_ips[ip] && rng.random_bool(0.5) {
+            if w.listed_ips[ip] && rng.random_bool(0.35) {
                 blocklist_deferral(rng, s, d, sending_ip);
                 return true;
             }
@@ -861,7 +856,7 @@ impl Generator {
                 s.push_str(pool[rng.random_range(0..pool.len())]);
                 return true;
             }
-            phrase_reply(rng, s, &w.replies, &w.replies.defer, d, rcpt);
+            phrase_reply(rng, s, &w.replies, &w.replies.defer, d, rcpt, epoch);
             return true;
         }
         // Bounced.
@@ -889,7 +884,7 @@ impl Generator {
             s.push_str("550 5.5.3 Too many recipients");
             return true;
         }
-        let sdn = if org.spammy || msg.heavy { 0.3 } else { 0.03 };
+        let sdn = if org.spammy || msg.burst { 0.3 } else { 0.03 };
         if rng.random_bool(sdn) {
             let code = if rng.random_bool(0.1) {
                 "SDN51"
@@ -920,7 +915,7 @@ impl Generator {
             s.push_str(pool[rng.random_range(0..pool.len())]);
             return true;
         }
-        phrase_reply(rng, s, &w.replies, &w.replies.bounce, d, rcpt);
+        phrase_reply(rng, s, &w.replies, &w.replies.bounce, d, rcpt, epoch);
         true
     }
 
@@ -1281,7 +1276,11 @@ impl ReplyBook {
                 continue;
             };
             let text = text.trim();
-            if text.len() < 16 || text.ends_with(':') {
+            // Leave out the few that hold nothing but addresses.
+            if text.len() < 16
+                || text.ends_with(':')
+                || text.split_whitespace().all(|word| word.contains('@'))
+            {
                 continue;
             }
             if reason == "expired" {
@@ -1359,6 +1358,7 @@ fn phrase_reply(
     pools: &[(&'static str, u32, PhrasePool)],
     d: &Domain,
     rcpt: &str,
+    epoch: i64,
 ) {
     let total: u32 = pools.iter().map(|(_, w, _)| w).sum();
     let mut x = rng.random_range(0..total.max(1));
@@ -1387,19 +1387,78 @@ fn phrase_reply(
         _ => "end of DATA",
     };
     let (code, enh, text) = (p.smtp, p.enhanced.as_str(), p.text.as_str());
-    let _ = match rng.random_range(0..10) {
+    let trailer = match rng.random_range(0..10) {
         0..=2 if p.rcpt_form => {
-            write!(s, "{code} {enh} <{rcpt}>: Recipient address rejected: {text}")
+            let _ =
+                write!(s, "{code} {enh} <{rcpt}>: Recipient address rejected: {text}");
+            false
         }
-        0..=4 => write!(s, "{code} {enh} {text}"),
-        5..=7 => write!(
-            s,
-            "host {}[{}] said: {code} {enh} {text} (in reply to {stage} command)",
-            d.mx, d.ip
-        ),
-        8 => write!(s, "{code} {text}"),
-        _ => write!(s, "smtp; {code} {enh} {text}"),
+        0..=4 => {
+            let _ = write!(s, "{code} {enh} {text}");
+            true
+        }
+        5..=7 => {
+            let _ = write!(
+                s,
+                "host {}[{}] said: {code} {enh} {text} (in reply to {stage} command)",
+                d.mx, d.ip
+            );
+            false
+        }
+        8 => {
+            let _ = write!(s, "{code} {text}");
+            true
+        }
+        _ => {
+            let _ = write!(s, "smtp; {code} {enh} {text}");
+            false
+        }
     };
+    if trailer {
+        provider_trailer(rng, s, d, epoch);
+    }
+}
+
+/// What some big providers put after the text of a reply: a tracking id.
+fn provider_trailer(rng: &mut SmallRng, s: &mut String, d: &Domain, epoch: i64) {
+    match d.style {
+        Style::Google => {
+            s.push(' ');
+            push_gsmtp_id(rng, s);
+        }
+        Style::Microsoft => {
+            s.push_str(" [");
+            push_alnum(rng, s, 2, UPPER);
+            let _ = write!(
+                s,
+                "{}PR{:02}MB{:04}.{}.prod.outlook.com]",
+                rng.random_range(1..10),
+                rng.random_range(1..20),
+                rng.random_range(1000..10_000),
+                ["namprd04", "eurprd07", "apcprd02", "jpnprd01"][rng.random_range(0..4)]
+            );
+        }
+        Style::Netease => {
+            let host = d.mx.split('.').next().unwrap_or("mx");
+            let _ = write!(s, " {host},");
+            push_alnum(rng, s, 22, ALNUM);
+            let _ = write!(s, " {epoch}");
+        }
+        _ => {}
+    }
+}
+
+/// Gmail's tracking id, `gk1si5712883pbc.166 - gsmtp`.
+fn push_gsmtp_id(rng: &mut SmallRng, s: &mut String) {
+    push_alnum(rng, s, 2, LOWER);
+    let _ = write!(
+        s,
+        "{}si{}p{}.{} - gsmtp",
+        rng.random_range(1..30),
+        rng.random_range(1_000_000..99_999_999),
+        ["ab", "ac", "ad", "bb", "bc", "db"][rng.random_range(0..6)],
+        rng.random_range(1..250)
+    );
 }
 
 /// Postfix's own deferral texts (from a real `mail.log`): no SMTP reply.
@@ -1917,5 +1976,34 @@ mod scratch_speed {
         generate(&opts, &mut std::io::sink()).unwrap();
         eprintln!("to sink: {:?}", t.elapsed());
         std::fs::write("/tmp/gen-sample.ndjson", &out).unwrap();
+    }
+}
+#[cfg(test)]
+mod scratch_classify {
+    use crate::classify::classify_event;
+    use crate::formats::canonical::decode;
+    use crate::formats::{DecodeSettings, Decoded};
+    use crate::taxonomy::Classifier;
+    use std::collections::BTreeMap;
+    #[test]
+    #[ignore]
+    fn scratch_classify() {
+        let text = std::fs::read_to_string("/tmp/gen-sample.ndjson").unwrap();
+        let c = Classifier::builtin();
+        let s = DecodeSettings::default();
+        let mut cats: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut uncl = Vec::new();
+        for line in text.lines() {
+            let Ok(Decoded::Events(ev)) = decode(line, &s) else { panic!() };
+            let e = &ev[0];
+            if !e.outcome.is_failure() { continue; }
+            let k = classify_event(&c, e);
+            let cat = k.category.clone().unwrap();
+            if cat == "unclassified" { uncl.push(e.reply.clone().unwrap_or_default()); }
+            *cats.entry((e.outcome.as_str().to_string(), cat)).or_default() += 1;
+        }
+        for (k, v) in &cats { eprintln!("{k:?} {v}"); }
+        uncl.sort(); uncl.dedup();
+        for u in uncl.iter().take(40) { eprintln!("UNCL {u}"); }
     }
 }

@@ -245,7 +245,7 @@ fn one<'a>(objects: &'a BTreeMap<String, Vec<Value>>, kind: &str) -> &'a Value {
     }
 }
 
-fn pod_spec<'a>(workload: &'a Value) -> &'a Value {
+fn pod_spec(workload: &Value) -> &Value {
     let path: &[&str] = match str_at(workload, &["kind"]) {
         Some("CronJob") => &["spec", "jobTemplate", "spec", "template", "spec"],
         _ => &["spec", "template", "spec"],
@@ -926,7 +926,7 @@ fn bouncelens_help(words: &[String]) -> std::process::Output {
 }
 
 #[test]
-fn every_subcommand_deploy_runs_exists() {
+fn every_bouncelens_command_in_deploy_is_accepted() {
     let found = invocations();
     for origin in ["Dockerfile", "docker-compose", "kubernetes", "systemd"] {
         assert!(
