@@ -211,6 +211,49 @@ fn syslog_host(line: &[u8]) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
+/// `bouncelens generate`: to a file, standard output, or a Kafka topic.
+pub fn generate(
+    config: &Config,
+    opts: &bouncelens::generate::GenerateOptions,
+    out: Option<PathBuf>,
+    topic: Option<String>,
+    brokers: Option<String>,
+) -> Result<ExitCode> {
+    let written = match (&topic, &out) {
+        (Some(topic), _) => {
+            // Through a temporary file, then the same path as `produce`.
+            let tmp = tempfile_in_data(config)?;
+            {
+                let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                bouncelens::generate::generate(opts, &mut file)?;
+            }
+            let brokers = brokers.unwrap_or(config.kafka.brokers.clone());
+            let sent = produce(&brokers, topic, std::slice::from_ref(&tmp), config);
+            let _ = std::fs::remove_file(&tmp);
+            let sent = sent?;
+            eprintln!("sent {sent} events to {topic} at {brokers}");
+            sent
+        }
+        (None, Some(path)) => {
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            );
+            bouncelens::generate::generate(opts, &mut file)?
+        }
+        (None, None) => {
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            bouncelens::generate::generate(opts, &mut stdout)?
+        }
+    };
+    eprintln!("{written} events");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempfile_in_data(config: &Config) -> Result<PathBuf> {
+    let dir = std::env::temp_dir();
+    Ok(dir.join(format!("bouncelens-generate-{}-{}.ndjson", std::process::id(), config.kafka.group_id)))
+}
+
 pub fn demo(
     mut config: Config,
     classifier: Classifier,

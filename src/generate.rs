@@ -1963,10 +1963,19 @@ mod scratch_speed {
     #[test]
     #[ignore]
     fn scratch_speed() {
-        let n: u64 = std::env::var("GEN_N").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
-        let days: u32 = std::env::var("GEN_DAYS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
-        let orgs: u32 = std::env::var("GEN_ORGS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
-        let opts = GenerateOptions { events: n, orgs, days, seed: 1, start_date: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap() };
+        let n: u64 =
+            std::env::var("GEN_N").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+        let days: u32 =
+            std::env::var("GEN_DAYS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+        let orgs: u32 =
+            std::env::var("GEN_ORGS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+        let opts = GenerateOptions {
+            events: n,
+            orgs,
+            days,
+            seed: 1,
+            start_date: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
+        };
         let mut out = Vec::with_capacity(1 << 20);
         let t = std::time::Instant::now();
         generate(&opts, &mut out).unwrap();
@@ -1996,14 +2005,23 @@ mod scratch_classify {
         for line in text.lines() {
             let Ok(Decoded::Events(ev)) = decode(line, &s) else { panic!() };
             let e = &ev[0];
-            if !e.outcome.is_failure() { continue; }
+            if !e.outcome.is_failure() {
+                continue;
+            }
             let k = classify_event(&c, e);
             let cat = k.category.clone().unwrap();
-            if cat == "unclassified" { uncl.push(e.reply.clone().unwrap_or_default()); }
+            if cat == "unclassified" {
+                uncl.push(e.reply.clone().unwrap_or_default());
+            }
             *cats.entry((e.outcome.as_str().to_string(), cat)).or_default() += 1;
         }
-        for (k, v) in &cats { eprintln!("{k:?} {v}"); }
-        uncl.sort(); uncl.dedup();
-        for u in uncl.iter().take(40) { eprintln!("UNCL {u}"); }
+        for (k, v) in &cats {
+            eprintln!("{k:?} {v}");
+        }
+        uncl.sort();
+        uncl.dedup();
+        for u in uncl.iter().take(40) {
+            eprintln!("UNCL {u}");
+        }
     }
 }

@@ -126,6 +126,9 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print the report's SQL with its parameters bound, and do not run it.
+        #[arg(long)]
+        sql: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -148,6 +151,35 @@ enum Command {
         /// Only this organisation.
         #[arg(long)]
         org: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write realistic canonical delivery events (NDJSON) for load tests.
+    Generate {
+        /// How many events.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// How many organisations (of very different sizes).
+        #[arg(long, default_value_t = 50)]
+        orgs: u32,
+        /// Over how many days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// The same seed gives the same bytes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// First day (YYYY-MM-DD).
+        #[arg(long, default_value = "2026-11-01")]
+        start: chrono::NaiveDate,
+        /// Write to this file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Send to this Kafka topic instead.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Brokers for --topic (default: kafka.brokers of the config).
+        #[arg(long)]
+        brokers: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -225,6 +257,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             lang,
             format,
             out,
+            sql,
             common,
         } => {
             let (config, ()) = load_config(&common)?;
@@ -238,6 +271,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 lang,
                 format,
                 out,
+                sql,
             };
             report_cli::report(&config, args)
         }
@@ -249,6 +283,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let (config, ()) = load_config(&common)?;
             cli::init_logging(&config, true);
             report_cli::summary(&config, &date, org.as_deref())
+        }
+        Command::Generate { events, orgs, days, seed, start, out, topic, brokers, common } => {
+            let (config, ()) = load_config(&common)?;
+            let opts = bouncelens::generate::GenerateOptions {
+                events,
+                orgs,
+                days,
+                seed,
+                start_date: start,
+            };
+            cli::generate(&config, &opts, out, topic, brokers)
         }
         Command::Config { action: ConfigAction::Check { file } } => {
             let config = Config::load(file.as_deref())?;

@@ -62,6 +62,8 @@ pub struct ReportArgs {
     pub lang: Lang,
     pub format: OutputFormat,
     pub out: Option<PathBuf>,
+    /// Print the bound SQL instead of running it.
+    pub sql: bool,
 }
 
 pub fn report(config: &Config, args: ReportArgs) -> Result<ExitCode> {
@@ -92,6 +94,10 @@ pub fn report(config: &Config, args: ReportArgs) -> Result<ExitCode> {
         None => to,
     };
     let params = Params { org, from, to, limit: args.limit, lang: args.lang };
+    if args.sql {
+        println!("{}", report::render(r, &params)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let rt = runtime()?;
     let batches = rt.block_on(async {
         let ctx = session(config).await?;

@@ -13,11 +13,13 @@ use common::*;
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body =
+        text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((status, body))
 }
 
@@ -55,7 +57,10 @@ fn metrics_move_during_an_ingest_and_readiness_follows_the_broker() {
         "logs",
         "ops",
         &data,
-        &[("BOUNCELENS_METRICS__LISTEN", listen.as_str()), ("BOUNCELENS_FLUSH__MAX_AGE_SECS", "1")],
+        &[
+            ("BOUNCELENS_METRICS__LISTEN", listen.as_str()),
+            ("BOUNCELENS_FLUSH__MAX_AGE_SECS", "1"),
+        ],
         false,
     );
     let (status, body) = wait_for("/healthz", || get(port, "/healthz"));
@@ -73,7 +78,10 @@ fn metrics_move_during_an_ingest_and_readiness_follows_the_broker() {
         let (_, page) = get(port, "/metrics")?;
         (counter(&page, "bouncelens_records_consumed_total") >= 3500.0).then_some(page)
     });
-    assert!(counter(&second, "bouncelens_records_consumed_total") > counter(&first, "bouncelens_records_consumed_total"));
+    assert!(
+        counter(&second, "bouncelens_records_consumed_total")
+            > counter(&first, "bouncelens_records_consumed_total")
+    );
     let written = wait_for("the rows to be written", || {
         let (_, page) = get(port, "/metrics")?;
         let n = counter(&page, "bouncelens_records_written_total");
@@ -87,7 +95,10 @@ fn metrics_move_during_an_ingest_and_readiness_follows_the_broker() {
         "bouncelens_last_commit_timestamp_seconds",
         "# HELP bouncelens_records_consumed_total",
     ] {
-        assert!(second.contains(name) || get(port, "/metrics").unwrap().1.contains(name), "{name} missing");
+        assert!(
+            second.contains(name) || get(port, "/metrics").unwrap().1.contains(name),
+            "{name} missing"
+        );
     }
 
     // The broker goes away: the job stays alive but is no longer ready.
