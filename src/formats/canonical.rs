@@ -51,11 +51,15 @@ pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectRe
         ),
     })?;
     let sender = string(&obj, "sender")?;
-    let org_id = match string(&obj, "org_id")? {
+    // An empty `org_id` falls back to the sender's; with no sender it stays
+    // empty (stored under `org=~empty`) rather than losing the delivery.
+    let given = string(&obj, "org_id")?;
+    let org_id = match given {
         Some(org) if !org.trim().is_empty() => org,
-        _ => sender
+        given => sender
             .as_deref()
             .and_then(|s| settings.orgs.org_for_sender(s))
+            .or(given)
             .ok_or(RejectReason::MissingField("org_id"))?,
     };
     let event = DeliveryEvent {

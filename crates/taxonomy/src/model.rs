@@ -268,24 +268,18 @@ impl Taxonomy {
                     ));
                 }
             }
-            for pattern in &reason.enhanced_codes {
-                match super::codes::EnhancedPattern::parse(pattern) {
-                    Ok(p) => {
-                        if let Some(other) = code_owner.insert(p.to_string(), id) {
+            let enhanced = reason.enhanced_codes.iter().map(|p| {
+                ("enhanced code", p, super::codes::EnhancedPattern::parse(p).map(|c| c.to_string()))
+            });
+            let reply = reason.reply_codes.iter().map(|p| {
+                ("reply code", p, super::codes::ReplyPattern::parse(p).map(|c| c.to_string()))
+            });
+            for (kind, pattern, parsed) in enhanced.chain(reply) {
+                match parsed {
+                    Ok(key) => {
+                        if let Some(other) = code_owner.insert(key, id) {
                             problems.push(format!(
-                                "enhanced code pattern `{pattern}` is listed twice (reasons `{other}` and `{id}`)"
-                            ));
-                        }
-                    }
-                    Err(message) => problems.push(format!("reason `{id}`: {message}")),
-                }
-            }
-            for pattern in &reason.reply_codes {
-                match super::codes::ReplyPattern::parse(pattern) {
-                    Ok(p) => {
-                        if let Some(other) = code_owner.insert(p.to_string(), id) {
-                            problems.push(format!(
-                                "reply code pattern `{pattern}` is listed twice (reasons `{other}` and `{id}`)"
+                                "{kind} pattern `{pattern}` is listed twice (reasons `{other}` and `{id}`)"
                             ));
                         }
                     }
@@ -298,5 +292,58 @@ impl Taxonomy {
         } else {
             Err(TaxonomyError::Invalid { problems })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER_FILE: &str = r#"
+[[reason]]
+id = "our_gateway_said_no"
+category = "no_such_category"
+severity = "hard"
+label_en = "x"
+label_zh = "x"
+advice_en = "x"
+advice_zh = "x"
+phrases = ["USER   unknown", "a fresh phrase"]
+enhanced_codes = ["5.1"]
+reply_codes = ["55"]
+"#;
+
+    #[test]
+    fn a_user_file_with_mistakes_is_refused_with_every_problem_named() {
+        let mut t = Taxonomy::builtin();
+        t.overlay(Taxonomy::parse(USER_FILE, "user.toml").unwrap());
+        let err = t.validate().unwrap_err().to_string();
+        for needle in [
+            "unknown category `no_such_category`",
+            "phrase \"USER   unknown\" is listed twice",
+            "enhanced code pattern `5.1`",
+            "reply code pattern `55`",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn a_user_reason_with_a_known_id_replaces_it() {
+        let mut t = Taxonomy::builtin();
+        let mut reason = t.reasons[0].clone();
+        reason.advice_en = "Call the recipient.".to_string();
+        let user = Taxonomy { reasons: vec![reason.clone()], ..Taxonomy::default() };
+        let before = t.reasons.len();
+        t.overlay(user);
+        assert_eq!(t.reasons.len(), before);
+        assert_eq!(t.reason(&reason.id).unwrap().advice_en, "Call the recipient.");
+        t.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_toml_names_the_file() {
+        let err = Taxonomy::parse("[[reason]\n", "mine.toml").unwrap_err().to_string();
+        assert!(err.contains("mine.toml"), "{err}");
     }
 }

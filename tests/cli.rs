@@ -1,0 +1,184 @@
+//! The command line as a user drives it: `classify` line by line with bad
+//! lines among good ones, taxonomy overrides, and `ingest` of broken,
+//! hostile and compressed input.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn run_with_stdin(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn classify_answers_every_line_and_flags_bad_ones() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"550 5.1.1 <a@example.com>: Recipient address rejected: User unknown in local recipient table\n");
+    input.extend_from_slice(b"\n");
+    input.extend_from_slice("552 邮箱空间已满\n".as_bytes());
+    input.extend_from_slice(b"{\"reply\": \"554 SDN13 overseas\", \"smtp_code\": 554}\n");
+    input.extend_from_slice(b"{\"reply\": \n");
+    input.extend_from_slice(&[0xff, 0xfe, b'\n']);
+    input.extend_from_slice(b"{\"outcome\": \"bounced\"}\n");
+    let (code, out, err) = run_with_stdin(&["classify"], &input);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert_eq!(lines[0]["category"], "recipient_unknown");
+    assert_eq!(lines[0]["rule"], "phrase");
+    assert_eq!(lines[0]["matched"], "User unknown in local recipient table");
+    assert!(lines[0]["advice_zh"].as_str().unwrap().chars().any(|c| c > '\u{3000}'));
+    assert_eq!(lines[1]["category"], "mailbox_full");
+    assert_eq!(lines[2]["category"], "spam_channel");
+    for (i, want) in [(3, "does not parse"), (4, "not UTF-8"), (5, "none of")] {
+        assert!(lines[i]["error"].as_str().unwrap().contains(want), "{}", lines[i]);
+    }
+    assert!(err.contains("3 lines could not be read"), "{err}");
+}
+
+#[test]
+fn a_broken_taxonomy_override_is_refused_with_its_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mine.toml");
+    std::fs::write(
+        &file,
+        "[[reason]]\nid = \"x\"\ncategory = \"nope\"\nseverity = \"hard\"\nlabel_en = \"a\"\nlabel_zh = \"a\"\nadvice_en = \"a\"\nadvice_zh = \"a\"\nphrases = [\"user unknown\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_with_stdin(&["taxonomy", "--taxonomy", file.to_str().unwrap()], b"");
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown category `nope`"), "{err}");
+    assert!(err.contains("listed twice"), "{err}");
+    // A good override shows up in the listing.
+    std::fs::write(
+        &file,
+        "[[reason]]\nid = \"gateway_quarantine\"\ncategory = \"rejected_by_recipient\"\nseverity = \"hard\"\nlabel_en = \"Quarantined by the gateway\"\nlabel_zh = \"被网关隔离\"\nadvice_en = \"Ask the recipient to release it.\"\nadvice_zh = \"请收件人放行。\"\nphrases = [\"held in quarantine\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_with_stdin(&["taxonomy", "--taxonomy", file.to_str().unwrap()], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("gateway_quarantine"), "{out}");
+    let (_, out, _) = run_with_stdin(
+        &["classify", "--taxonomy", file.to_str().unwrap()],
+        b"550 message held in quarantine\n",
+    );
+    assert!(out.contains("\"reason\":\"gateway_quarantine\""), "{out}");
+}
+
+#[test]
+fn ingest_dead_letters_broken_lines_and_keeps_hostile_organisations_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ev = |org: &str| {
+        serde_json::json!({"timestamp": "2026-11-02T10:00:00Z", "org_id": org, "recipient": "a@b.example", "outcome": "bounced", "reply": "550 user unknown"}).to_string()
+    };
+    let long_org = "x".repeat(10_000);
+    let mut input = String::new();
+    for org in ["../x", "a/b", "", "nul\u{0}byte", long_org.as_str(), "MiXeD", "mixed", "..", "/etc"] {
+        input.push_str(&ev(org));
+        input.push('\n');
+    }
+    input.push_str("{\"timestamp\": \"2026-11-02T10:00:00Z\", \"recipient\"\n");
+    input.push_str("{\"org_id\": \"a\", \"recipient\": \"a@b\", \"outcome\": \"bounced\"}\n");
+    input.push_str(&format!("{}\n", "y".repeat(50 * 1024 * 1024)));
+    let mut bytes = input.into_bytes();
+    bytes.extend_from_slice(&[0xc3, 0x28, b'\n']);
+    let path = dir.path().join("in.ndjson");
+    std::fs::write(&path, &bytes).unwrap();
+    let (code, out, err) =
+        run_with_stdin(&["ingest", path.to_str().unwrap(), "--data", data.to_str().unwrap()], b"");
+    assert_eq!(code, 0, "{err}");
+    let totals: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(totals["consumed"], 13);
+    assert_eq!(totals["written"], 9);
+    assert_eq!(totals["dead_lettered"], 4);
+    // Every file stays under the data root, one directory per organisation.
+    let orgs = rows(&data, "SELECT DISTINCT org FROM deliveries ORDER BY org");
+    assert_eq!(orgs.len(), 8, "{orgs:?}");
+    assert!(orgs.contains(&"mixed".to_string()));
+    for entry in walk(dir.path()) {
+        assert!(entry.starts_with(dir.path()), "{entry:?}");
+    }
+    let outside: Vec<_> = walk(dir.path()).into_iter().filter(|p| !p.starts_with(&data) && p != &path).collect();
+    assert!(outside.is_empty(), "{outside:?}");
+    assert_eq!(
+        rows(&data, "SELECT reason, raw_size, raw_truncated FROM rejected ORDER BY source_offset"),
+        [
+            "invalid_json|49|false".to_string(),
+            "missing_field|57|false".to_string(),
+            format!("too_large|{}|true", 50 * 1024 * 1024),
+            "invalid_utf8|2|false".to_string(),
+        ]
+    );
+    // Ingesting the same file again writes nothing twice.
+    let (_, out, _) =
+        run_with_stdin(&["ingest", path.to_str().unwrap(), "--data", data.to_str().unwrap()], b"");
+    let again: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(again["consumed"], 0);
+    assert_eq!(scalar(&data, "SELECT count(*) FROM deliveries"), 9);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn ingest_reads_gzip_zstd_and_stdin_like_plain_files() {
+    let log = std::fs::read(repo().join("examples/postfix-mail.log")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("mail.log.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&log).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let zst = dir.path().join("mail.log.zst");
+    std::fs::write(&zst, zstd::encode_all(&log[..], 3).unwrap()).unwrap();
+    for (name, args, stdin) in [
+        ("gz", vec![gz.to_str().unwrap()], &b""[..]),
+        ("zst", vec![zst.to_str().unwrap()], &b""[..]),
+        ("stdin", vec!["-"], &log[..]),
+    ] {
+        let data = dir.path().join(name);
+        let mut all = vec!["ingest"];
+        all.extend(args);
+        all.extend(["--syslog-year", "2014", "--data", data.to_str().unwrap()]);
+        let (code, out, err) = run_with_stdin(&all, stdin);
+        assert_eq!(code, 0, "{name}: {err}");
+        let totals: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(totals["consumed"], 20_000, "{name}");
+        assert_eq!(totals["rows"], 2955, "{name}");
+        // The counts grep gives for the log: sent, deferred, bounced, expired.
+        assert_eq!(
+            rows(&data, "SELECT outcome, count(*) FROM deliveries GROUP BY 1 ORDER BY 1"),
+            ["bounced|271", "deferred|120", "delivered|2447", "expired|117"],
+            "{name}"
+        );
+    }
+}
