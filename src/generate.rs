@@ -1145,7 +1145,7 @@ impl World {
                 label.push_str(SYLLABLES[(v / 1024) as usize]);
             }
             let h = mix64(v ^ 0xD0_0D);
-            let cn = i % 4 == 0;
+            let cn = i.is_multiple_of(4);
             let tld = if cn {
                 TLDS_CN[(h % TLDS_CN.len() as u64) as usize]
             } else {
@@ -1633,7 +1633,7 @@ fn pick_domain(w: &World, rng: &mut SmallRng, cn: bool) -> u32 {
 /// have different addresses there.
 fn make_recipient(d: &Domain, person: u64, s: &mut String) {
     s.clear();
-    if d.name == "qq.com" && person % 4 != 0 {
+    if d.name == "qq.com" && !person.is_multiple_of(4) {
         let _ = write!(s, "{}", 100_000 + person * 397);
     } else if d.cn {
         let given = CN_GIVEN[(person % 20) as usize];
