@@ -236,7 +236,8 @@ pub fn generate(
         }
         (None, Some(path)) => {
             let mut file = std::io::BufWriter::new(
-                std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
             );
             bouncelens::generate::generate(opts, &mut file)?
         }
@@ -251,7 +252,11 @@ pub fn generate(
 
 fn tempfile_in_data(config: &Config) -> Result<PathBuf> {
     let dir = std::env::temp_dir();
-    Ok(dir.join(format!("bouncelens-generate-{}-{}.ndjson", std::process::id(), config.kafka.group_id)))
+    Ok(dir.join(format!(
+        "bouncelens-generate-{}-{}.ndjson",
+        std::process::id(),
+        config.kafka.group_id
+    )))
 }
 
 pub fn demo(

@@ -284,7 +284,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli::init_logging(&config, true);
             report_cli::summary(&config, &date, org.as_deref())
         }
-        Command::Generate { events, orgs, days, seed, start, out, topic, brokers, common } => {
+        Command::Generate {
+            events,
+            orgs,
+            days,
+            seed,
+            start,
+            out,
+            topic,
+            brokers,
+            common,
+        } => {
             let (config, ()) = load_config(&common)?;
             let opts = bouncelens::generate::GenerateOptions {
                 events,

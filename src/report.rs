@@ -6,7 +6,7 @@
 //!
 //! | parameter | value |
 //! |---|---|
-//! | `{{org}}` | the organisation's partition value (`--org`, encoded as on disk) |
+//! | `{{org}}` | the organisation's `org` partition value (`--org`, lower-cased; see [`org_partition_value`]) |
 //! | `{{from}}`, `{{to}}` | `'YYYY-MM-DD'`, inclusive |
 //! | `{{limit}}` | an integer (`--limit`, default 100) |
 //! | `{{lang}}` | `'en'` or `'zh'`, for advice and labels |
@@ -26,7 +26,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 use crate::query::{self, QueryError};
-use crate::sink::encode_org;
+use crate::sink::org_partition_value;
 use crate::taxonomy::Taxonomy;
 
 /// The built-in reports, by name.
@@ -165,7 +165,7 @@ pub fn render(report: &Report, params: &Params) -> Result<String, ReportError> {
         })?;
         let name = after[..end].trim();
         let value = match name {
-            "org" => literal(&encode_org(&params.org)),
+            "org" => literal(&org_partition_value(&params.org)),
             "from" => literal(&params.from.to_string()),
             "to" => literal(&params.to.to_string()),
             "limit" => params.limit.to_string(),
@@ -260,7 +260,7 @@ mod tests {
         );
         assert_eq!(
             render(&r, &params()).unwrap(),
-            "SELECT 'o%27brien%20%26%20co', '2026-01-01', '2026-01-02', 5, 'zh'"
+            "SELECT 'o''brien & co', '2026-01-01', '2026-01-02', 5, 'zh'"
         );
     }
 

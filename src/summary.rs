@@ -52,12 +52,14 @@ pub async fn write_summaries(
         "SELECT org, min(org_id) AS org_id FROM deliveries WHERE date = '{day}' GROUP BY org ORDER BY org"
     );
     let batches = query::collect(ctx, &sql).await.map_err(ReportError::from)?;
+    // The `org` column holds the decoded directory value; the directory
+    // to write to is encoded again from the organisation id.
     let mut orgs = Vec::new();
     for b in &batches {
-        let dirs = b.column(0).as_string::<i32>();
         let ids = b.column(1).as_string::<i32>();
         for i in 0..b.num_rows() {
-            orgs.push((dirs.value(i).to_string(), ids.value(i).to_string()));
+            let org_id = ids.value(i).to_string();
+            orgs.push((encode_org(&org_id), org_id));
         }
     }
     if let Some(org) = only_org {

@@ -38,7 +38,8 @@ fn classify_answers_every_line_and_flags_bad_ones() {
     input.extend_from_slice(b"{\"outcome\": \"bounced\"}\n");
     let (code, out, err) = run_with_stdin(&["classify"], &input);
     assert_eq!(code, 0, "{err}");
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 6, "{out}");
     assert_eq!(lines[0]["category"], "recipient_unknown");
     assert_eq!(lines[0]["rule"], "phrase");
@@ -61,7 +62,8 @@ fn a_broken_taxonomy_override_is_refused_with_its_problems() {
         "[[reason]]\nid = \"x\"\ncategory = \"nope\"\nseverity = \"hard\"\nlabel_en = \"a\"\nlabel_zh = \"a\"\nadvice_en = \"a\"\nadvice_zh = \"a\"\nphrases = [\"user unknown\"]\n",
     )
     .unwrap();
-    let (code, _, err) = run_with_stdin(&["taxonomy", "--taxonomy", file.to_str().unwrap()], b"");
+    let (code, _, err) =
+        run_with_stdin(&["taxonomy", "--taxonomy", file.to_str().unwrap()], b"");
     assert_ne!(code, 0);
     assert!(err.contains("unknown category `nope`"), "{err}");
     assert!(err.contains("listed twice"), "{err}");
@@ -71,7 +73,8 @@ fn a_broken_taxonomy_override_is_refused_with_its_problems() {
         "[[reason]]\nid = \"gateway_quarantine\"\ncategory = \"rejected_by_recipient\"\nseverity = \"hard\"\nlabel_en = \"Quarantined by the gateway\"\nlabel_zh = \"被网关隔离\"\nadvice_en = \"Ask the recipient to release it.\"\nadvice_zh = \"请收件人放行。\"\nphrases = [\"held in quarantine\"]\n",
     )
     .unwrap();
-    let (code, out, err) = run_with_stdin(&["taxonomy", "--taxonomy", file.to_str().unwrap()], b"");
+    let (code, out, err) =
+        run_with_stdin(&["taxonomy", "--taxonomy", file.to_str().unwrap()], b"");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("gateway_quarantine"), "{out}");
     let (_, out, _) = run_with_stdin(
@@ -90,19 +93,33 @@ fn ingest_dead_letters_broken_lines_and_keeps_hostile_organisations_inside() {
     };
     let long_org = "x".repeat(10_000);
     let mut input = String::new();
-    for org in ["../x", "a/b", "", "nul\u{0}byte", long_org.as_str(), "MiXeD", "mixed", "..", "/etc"] {
+    for org in [
+        "../x",
+        "a/b",
+        "",
+        "nul\u{0}byte",
+        long_org.as_str(),
+        "MiXeD",
+        "mixed",
+        "..",
+        "/etc",
+    ] {
         input.push_str(&ev(org));
         input.push('\n');
     }
     input.push_str("{\"timestamp\": \"2026-11-02T10:00:00Z\", \"recipient\"\n");
-    input.push_str("{\"org_id\": \"a\", \"recipient\": \"a@b\", \"outcome\": \"bounced\"}\n");
+    input.push_str(
+        "{\"org_id\": \"a\", \"recipient\": \"a@b\", \"outcome\": \"bounced\"}\n",
+    );
     input.push_str(&format!("{}\n", "y".repeat(50 * 1024 * 1024)));
     let mut bytes = input.into_bytes();
     bytes.extend_from_slice(&[0xc3, 0x28, b'\n']);
     let path = dir.path().join("in.ndjson");
     std::fs::write(&path, &bytes).unwrap();
-    let (code, out, err) =
-        run_with_stdin(&["ingest", path.to_str().unwrap(), "--data", data.to_str().unwrap()], b"");
+    let (code, out, err) = run_with_stdin(
+        &["ingest", path.to_str().unwrap(), "--data", data.to_str().unwrap()],
+        b"",
+    );
     assert_eq!(code, 0, "{err}");
     let totals: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(totals["consumed"], 13);
@@ -115,10 +132,16 @@ fn ingest_dead_letters_broken_lines_and_keeps_hostile_organisations_inside() {
     for entry in walk(dir.path()) {
         assert!(entry.starts_with(dir.path()), "{entry:?}");
     }
-    let outside: Vec<_> = walk(dir.path()).into_iter().filter(|p| !p.starts_with(&data) && p != &path).collect();
+    let outside: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| !p.starts_with(&data) && p != &path)
+        .collect();
     assert!(outside.is_empty(), "{outside:?}");
     assert_eq!(
-        rows(&data, "SELECT reason, raw_size, raw_truncated FROM rejected ORDER BY source_offset"),
+        rows(
+            &data,
+            "SELECT reason, raw_size, raw_truncated FROM rejected ORDER BY source_offset"
+        ),
         [
             "invalid_json|49|false".to_string(),
             "missing_field|57|false".to_string(),
@@ -126,9 +149,49 @@ fn ingest_dead_letters_broken_lines_and_keeps_hostile_organisations_inside() {
             "invalid_utf8|2|false".to_string(),
         ]
     );
+    // Reports and summaries find these organisations and stay inside too.
+    for org in ["../x", "a/b", "MIXED", "/etc"] {
+        let (code, out, err) = run_with_stdin(
+            &[
+                "report",
+                "overview",
+                "--org",
+                org,
+                "--from",
+                "2026-11-02",
+                "--to",
+                "2026-11-02",
+                "--format",
+                "csv",
+                "--data",
+                data.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.lines().count(), 2, "report for {org:?}: {out}");
+    }
+    let (code, out, err) = run_with_stdin(
+        &["summary", "--date", "2026-11-02", "--data", data.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 16, "{out}");
+    let summaries = data.join("summaries/date=2026-11-02");
+    for written in out.lines() {
+        let p = std::path::Path::new(written);
+        assert!(p.starts_with(&summaries) && p.exists(), "{written}");
+        assert_eq!(
+            p.strip_prefix(&summaries).unwrap().components().count(),
+            2,
+            "{written}"
+        );
+    }
     // Ingesting the same file again writes nothing twice.
-    let (_, out, _) =
-        run_with_stdin(&["ingest", path.to_str().unwrap(), "--data", data.to_str().unwrap()], b"");
+    let (_, out, _) = run_with_stdin(
+        &["ingest", path.to_str().unwrap(), "--data", data.to_str().unwrap()],
+        b"",
+    );
     let again: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(again["consumed"], 0);
     assert_eq!(scalar(&data, "SELECT count(*) FROM deliveries"), 9);

@@ -42,27 +42,60 @@ pub fn encode_org(org_id: &str) -> String {
         return "~empty".to_string();
     }
     let mut out = String::with_capacity(lower.len());
-    for b in lower.bytes() {
-        let plain = b.is_ascii_lowercase()
-            || b.is_ascii_digit()
-            || matches!(b, b'-' | b'.' | b'_');
-        if plain {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+    // Where the encoding of each character ends, to cut between characters.
+    let mut char_ends = Vec::new();
+    for ch in lower.chars() {
+        let mut buf = [0u8; 4];
+        for &b in ch.encode_utf8(&mut buf).as_bytes() {
+            let plain = b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'-' | b'.' | b'_');
+            if plain {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
         }
+        char_ends.push(out.len());
     }
     if out.len() > MAX_ORG_DIR_BYTES {
-        let mut cut = 80;
-        // Do not split a %XX escape.
-        while out.as_bytes()[cut - 1] == b'%' || out.as_bytes()[cut - 2] == b'%' {
-            cut -= 1;
-        }
+        let cut =
+            char_ends.iter().copied().take_while(|&end| end <= 80).last().unwrap_or(0);
         let digest = Sha256::digest(lower.as_bytes());
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         out = format!("{}~{hex}", &out[..cut]);
     }
     out
+}
+
+/// The value SQL sees in the `org` partition column for an organisation.
+///
+/// Readers of hive-partitioned data (DataFusion, DuckDB, Spark) decode
+/// `%XX` in directory values, so the column holds the decoded
+/// [`encode_org`]: the lower-cased id itself for ids of normal length.
+pub fn org_partition_value(org_id: &str) -> String {
+    percent_decode(&encode_org(org_id))
+}
+
+/// Decodes `%XX` escapes (as hive readers do); other text is kept.
+pub fn percent_decode(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The paths under one data root.
@@ -172,6 +205,16 @@ mod tests {
             assert!(path.starts_with("/data/deliveries/date=2026-01-01"), "{path:?}");
             assert_eq!(path.components().count(), 5, "{path:?}");
         }
+    }
+
+    #[test]
+    fn the_sql_value_is_the_decoded_directory_value() {
+        assert_eq!(org_partition_value("Weird Org/1"), "weird org/1");
+        assert_eq!(org_partition_value(""), "~empty");
+        let long = "空".repeat(50);
+        let value = org_partition_value(&long);
+        assert!(value.starts_with("空空空") && value.contains('~'), "{value}");
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
     }
 
     #[test]

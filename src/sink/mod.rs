@@ -6,7 +6,7 @@ pub mod layout;
 pub mod table;
 
 pub use commit::{Checkpoint, Committer, Flush, FlushStats, SinkError, Totals};
-pub use layout::{Layout, encode_org};
+pub use layout::{Layout, encode_org, org_partition_value};
 pub use table::{
     DELIVERIES_SCHEMA, DeliveryRow, REJECTED_SCHEMA, RejectedRow, SourcePosition,
 };

@@ -269,10 +269,18 @@ impl Taxonomy {
                 }
             }
             let enhanced = reason.enhanced_codes.iter().map(|p| {
-                ("enhanced code", p, super::codes::EnhancedPattern::parse(p).map(|c| c.to_string()))
+                (
+                    "enhanced code",
+                    p,
+                    super::codes::EnhancedPattern::parse(p).map(|c| c.to_string()),
+                )
             });
             let reply = reason.reply_codes.iter().map(|p| {
-                ("reply code", p, super::codes::ReplyPattern::parse(p).map(|c| c.to_string()))
+                (
+                    "reply code",
+                    p,
+                    super::codes::ReplyPattern::parse(p).map(|c| c.to_string()),
+                )
             });
             for (kind, pattern, parsed) in enhanced.chain(reply) {
                 match parsed {
