@@ -5,6 +5,9 @@
 //! variable `BOUNCELENS_<SECTION>__<KEY>` (double underscore between levels,
 //! case-insensitive) overrides a key: `BOUNCELENS_KAFKA__BROKERS=k1:9092`,
 //! `BOUNCELENS_FLUSH__MAX_ROWS=50000`, `BOUNCELENS_DATA_DIR=/var/lib/x`.
+//! Only variables whose first part names a top-level key are read, so other
+//! variables that happen to share the prefix are ignored; below a known
+//! key, an unknown one is refused like in the file.
 //! The value is read as a TOML value when it parses as one (numbers,
 //! booleans, `["a","b"]`), else as text. Raw librdkafka settings go under
 //! `[kafka.librdkafka]` and are passed through untouched, which is how TLS
@@ -222,8 +225,17 @@ impl Config {
         let mut table: toml::Table = toml::from_str(&text).map_err(|e| {
             ConfigError::Parse { path: origin.clone(), message: e.to_string() }
         })?;
+        // Only variables naming a known top-level key are overrides; others
+        // sharing the prefix (Kubernetes injects BOUNCELENS_SERVICE_HOST for
+        // a Service called `bouncelens`) are not ours and are left alone.
+        let known =
+            toml::Table::try_from(Config::default()).expect("the defaults serialize");
         for (var, value) in env {
             let Some(key) = var.strip_prefix(ENV_PREFIX) else { continue };
+            let first = key.split("__").next().unwrap_or_default().to_ascii_lowercase();
+            if !known.contains_key(&first) && first != "taxonomy" {
+                continue;
+            }
             apply_env(&mut table, var, key, value)?;
         }
         let config: Config =
@@ -373,6 +385,21 @@ mod tests {
         let err =
             load("", &[("BOUNCELENS_FLUSH__MAX_ROWZ", "1")]).unwrap_err().to_string();
         assert!(err.contains("max_rowz"), "{err}");
+    }
+
+    #[test]
+    fn unrelated_variables_with_the_prefix_are_ignored() {
+        let c = load(
+            "",
+            &[
+                ("BOUNCELENS_SERVICE_HOST", "10.0.0.1"),
+                ("BOUNCELENS_PORT_9898_TCP", "tcp://10.0.0.1:9898"),
+                ("BOUNCELENS_CACHE", "/root/.cache"),
+                ("BOUNCELENS_TIME_ZONE", "Asia/Shanghai"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.time_zone, "Asia/Shanghai");
     }
 
     #[test]
