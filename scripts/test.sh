@@ -25,4 +25,13 @@ fi
 export TANSU_BIN
 "$TANSU_BIN" --version >/dev/null
 
-exec cargo test --workspace "$@"
+# Every test binary of every crate (there are no doc tests); the counts of
+# all of them are summed into one closing line.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --lib --bins --tests "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

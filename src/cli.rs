@@ -1,7 +1,7 @@
 //! The command implementations behind `main`: logging set-up, `ingest`,
 //! `run`, `produce`, `demo` and the taxonomy listing.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,8 +29,10 @@ pub fn init_logging(config: &Config, quiet: bool) {
     let default = if quiet { "warn" } else { config.log.level.as_str() };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     let _ = if config.log.format == "json" {
         builder.json().try_init()
     } else {
@@ -310,22 +312,25 @@ pub fn demo(
 }
 
 pub fn print_taxonomy(taxonomy: &Taxonomy, format: &str) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
     match format {
-        "toml" => print!("{}", toml::to_string_pretty(taxonomy)?),
-        "json" => println!("{}", serde_json::to_string_pretty(taxonomy)?),
+        "toml" => write!(out, "{}", toml::to_string_pretty(taxonomy)?)?,
+        "json" => writeln!(out, "{}", serde_json::to_string_pretty(taxonomy)?)?,
         "table" => {
             for id in CATEGORY_IDS {
                 let Some(c) = taxonomy.category(id) else { continue };
-                println!("{} — {} / {}", c.id, c.name_en, c.name_zh);
+                writeln!(out, "{} — {} / {}", c.id, c.name_en, c.name_zh)?;
                 for r in taxonomy.reasons.iter().filter(|r| r.category == id) {
                     let phrases = r.faq_phrases.len() + r.phrases.len();
-                    println!(
+                    writeln!(
+                        out,
                         "  {:<36} {:<4} {:>3} phrases  {}",
                         r.id,
                         r.severity.as_str(),
                         phrases,
                         r.label_en
-                    );
+                    )?;
                 }
             }
         }

@@ -238,8 +238,27 @@ impl Config {
             }
             apply_env(&mut table, var, key, value)?;
         }
+        let overrides: Vec<&str> = env
+            .iter()
+            .filter(|(var, _)| {
+                var.strip_prefix(ENV_PREFIX).is_some_and(|k| {
+                    let first =
+                        k.split("__").next().unwrap_or_default().to_ascii_lowercase();
+                    known.contains_key(&first) || first == "taxonomy"
+                })
+            })
+            .map(|(var, _)| var.as_str())
+            .collect();
         let config: Config =
             toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+                let origin = if overrides.is_empty() {
+                    origin.clone()
+                } else {
+                    format!(
+                        "{origin} with the environment overrides {}",
+                        overrides.join(", ")
+                    )
+                };
                 ConfigError::Parse { path: origin, message: e.to_string() }
             })?;
         config.validate()?;
@@ -262,6 +281,51 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "flush",
                 message: "max_rows and max_bytes must be above zero".to_string(),
+            });
+        }
+        if !matches!(
+            self.kafka.auto_offset_reset.as_str(),
+            "earliest"
+                | "latest"
+                | "smallest"
+                | "largest"
+                | "beginning"
+                | "end"
+                | "error"
+        ) {
+            return Err(ConfigError::Invalid {
+                key: "kafka.auto_offset_reset",
+                message: format!(
+                    "{:?} is not `earliest`, `latest` or `error`",
+                    self.kafka.auto_offset_reset
+                ),
+            });
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "metrics.listen",
+                message: format!(
+                    "{:?} is not an address such as `127.0.0.1:9898` or `0.0.0.0:9898` (empty disables)",
+                    self.metrics.listen
+                ),
+            });
+        }
+        if self.input.max_record_bytes == 0 || self.dead_letter.max_raw_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "input.max_record_bytes",
+                message: "input.max_record_bytes and dead_letter.max_raw_bytes must be above zero"
+                    .to_string(),
+            });
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::Invalid {
+                key: "log.level",
+                message: format!(
+                    "{:?} is not a log filter such as `info` or `bouncelens=debug`: {e}",
+                    self.log.level
+                ),
             });
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -336,10 +400,13 @@ fn apply_env(
             message: format!("`{part}` is not a section"),
         })?;
     }
-    // librdkafka keys contain dots, written with single underscores in
-    // variable names would be ambiguous; they are taken verbatim after the
-    // section: BOUNCELENS_KAFKA__LIBRDKAFKA__security.protocol.
-    let last = path.last().expect("non-empty").clone();
+    // librdkafka's property names are lower case words joined by dots,
+    // which shells do not allow in variable names: underscores stand for the
+    // dots (BOUNCELENS_KAFKA__LIBRDKAFKA__SASL_PASSWORD is sasl.password).
+    let mut last = path.last().expect("non-empty").clone();
+    if path.len() == 3 && path[0] == "kafka" && path[1] == "librdkafka" {
+        last = last.replace('_', ".");
+    }
     let value = match (&parsed, path.first().map(String::as_str)) {
         (toml::Value::String(_), _) => parsed,
         (_, Some("kafka")) if path.get(1).map(String::as_str) == Some("librdkafka") => {
@@ -376,6 +443,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.kafka.brokers, "b:2");
         assert_eq!(c.flush.max_rows, 5);
+        let c =
+            load("", &[("BOUNCELENS_KAFKA__LIBRDKAFKA__SASL_PASSWORD", "pw")]).unwrap();
+        assert_eq!(
+            c.kafka.librdkafka.get("sasl.password").map(String::as_str),
+            Some("pw")
+        );
+        let err =
+            load("", &[("BOUNCELENS_FLUSH__MAX_ROWZ", "5")]).unwrap_err().to_string();
+        assert!(err.contains("BOUNCELENS_FLUSH__MAX_ROWZ"), "{err}");
     }
 
     #[test]
@@ -416,7 +492,15 @@ mod tests {
 
     #[test]
     fn bad_values_say_which_key() {
-        let err = load("time_zone = \"Mars/Olympus\"\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("time_zone"), "{err}");
+        for (text, key) in [
+            ("time_zone = \"Mars/Olympus\"\n", "time_zone"),
+            ("[kafka]\nauto_offset_reset = \"middle\"\n", "kafka.auto_offset_reset"),
+            ("[metrics]\nlisten = \"nonsense\"\n", "metrics.listen"),
+            ("[input]\nmax_record_bytes = 0\n", "input.max_record_bytes"),
+            ("[log]\nlevel = \"bogus==\"\n", "log.level"),
+        ] {
+            let err = load(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 }

@@ -201,7 +201,14 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                // The reader went away (`| head`): nothing more to say.
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
@@ -308,12 +315,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config { action: ConfigAction::Check { file } } => {
             let config = Config::load(file.as_deref())?;
             Taxonomy::load(config.taxonomy.as_deref())?;
-            decode_settings(&config)?;
+            let settings = decode_settings(&config)?;
+            let classifier = Classifier::builtin();
+            bouncelens::stream::StreamJob::new(config.clone(), classifier, settings)
+                .check_client_config()
+                .context("kafka.librdkafka holds a setting librdkafka refuses")?;
             print!("{}", config.to_masked_toml());
             eprintln!("configuration is valid");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The error and its causes, each cause only where it adds something the
+/// message before it does not already say.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(part.trim()) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(part.trim());
+        }
+    }
+    text
 }
 
 /// The configuration with the command line's overrides applied.

@@ -23,8 +23,10 @@ pub enum QueryError {
     Refused(String),
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
-    #[error("cannot prepare the data root {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error(
+        "there is no dataset at {0}: write one with `bouncelens ingest` or `bouncelens run`, or point --data (or data_dir) at it"
+    )]
+    NoData(String),
 }
 
 /// A session over the data root, with the two tables registered.
@@ -35,11 +37,8 @@ pub async fn session(layout: &Layout) -> Result<SessionContext, QueryError> {
     let ctx = SessionContext::new_with_config(config);
     let partition_cols =
         vec![("date".to_string(), DataType::Utf8), ("org".to_string(), DataType::Utf8)];
-    for dir in [layout.deliveries(), layout.rejected()] {
-        std::fs::create_dir_all(&dir).map_err(|source| QueryError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+    if !layout.deliveries().is_dir() {
+        return Err(QueryError::NoData(layout.root().display().to_string()));
     }
     let url = |p: std::path::PathBuf| format!("{}/", p.display());
     ctx.register_parquet(
@@ -50,14 +49,25 @@ pub async fn session(layout: &Layout) -> Result<SessionContext, QueryError> {
             .table_partition_cols(partition_cols),
     )
     .await?;
-    ctx.register_parquet(
-        "rejected",
-        url(layout.rejected()),
-        ParquetReadOptions::default()
-            .schema(&REJECTED_SCHEMA)
-            .table_partition_cols(vec![("date".to_string(), DataType::Utf8)]),
-    )
-    .await?;
+    // A dataset that never had a bad record has no `rejected` directory;
+    // the table is still there, empty. Reading never creates anything.
+    if layout.rejected().is_dir() {
+        ctx.register_parquet(
+            "rejected",
+            url(layout.rejected()),
+            ParquetReadOptions::default()
+                .schema(&REJECTED_SCHEMA)
+                .table_partition_cols(vec![("date".to_string(), DataType::Utf8)]),
+        )
+        .await?;
+    } else {
+        let mut fields: Vec<arrow::datatypes::Field> =
+            REJECTED_SCHEMA.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(arrow::datatypes::Field::new("date", DataType::Utf8, false));
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+        let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+        ctx.register_table("rejected", std::sync::Arc::new(empty))?;
+    }
     Ok(ctx)
 }
 

@@ -104,6 +104,15 @@ pub fn report(config: &Config, args: ReportArgs) -> Result<ExitCode> {
         anyhow::Ok(report::run(&ctx, r, &params).await?)
     })?;
     write_batches(&batches, args.format, args.out.as_deref())?;
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        eprintln!(
+            "no rows for organisation {:?} from {} to {}; to see what the dataset holds:\n  bouncelens sql --data {} \"SELECT org, min(date), max(date), count(*) FROM deliveries GROUP BY org ORDER BY 4 DESC\"",
+            params.org,
+            params.from,
+            params.to,
+            config.data_dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

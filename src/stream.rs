@@ -126,17 +126,22 @@ impl ClientContext for JobContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
         if matches!(error, KafkaError::PartitionEOF(_))
             || matches!(&error, KafkaError::Global(code) if *code == rdkafka::types::RDKafkaErrorCode::PartitionEOF)
         {
             return;
         }
-        tracing::warn!(%error, reason, "kafka client error");
         if matches!(
             error,
             KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
         ) {
             self.health.kafka_up.store(false, Ordering::Relaxed);
+        }
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            tracing::warn!(%error, reason, "kafka client error (repeats are not logged for a minute)");
+            *last = Some(std::time::Instant::now());
         }
     }
 }
@@ -277,6 +282,7 @@ impl StreamJob {
         let policy = self.config.flush;
         let mut summary = RunSummary::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_warning = None;
         tracing::info!(brokers = %self.config.kafka.brokers, topics = ?topics, group = %self.config.kafka.group_id, data = %self.config.data_dir.display(), "stream job started");
         loop {
             tokio::select! {
@@ -300,7 +306,14 @@ impl StreamJob {
                                 break;
                             }
                         }
-                        Err(e) => tracing::warn!(error = %e, "kafka consumer error; retrying"),
+                        Err(e) => {
+                            // Said once a minute at most; the client retries by itself.
+                            if last_warning.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(60)) {
+                                tracing::warn!(error = %e, "kafka consumer error; retrying (repeats are not logged for a minute)");
+                                last_warning = Some(std::time::Instant::now());
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                     }
                 }
                 _ = tick.tick() => self.flush_due(&state, &consumer, &policy, false)?,
@@ -417,6 +430,14 @@ impl StreamJob {
             let read_to = lock(state).writer(topic, *p).map_or(0, |w| w.read_offset());
             matches!(high, Ok(h) if read_to >= h)
         })
+    }
+
+    /// Builds (without connecting) a client from the configuration, so
+    /// unknown or invalid librdkafka settings are reported up front.
+    pub fn check_client_config(&self) -> Result<(), KafkaError> {
+        let consumer: BaseConsumer = self.client_config(StopWhen::Signalled).create()?;
+        drop(consumer);
+        Ok(())
     }
 
     fn dead_letter_producer(&self) -> Result<Option<FutureProducer>, KafkaError> {

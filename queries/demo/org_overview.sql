@@ -1,4 +1,5 @@
--- Per organisation: attempts, outcomes, bounce rate and the top failure category.
+-- Per organisation: attempts, outcomes, bounce rate (of final outcomes, as in
+-- the overview report) and the top failure category.
 -- Used by `bouncelens demo`; runs over the whole dataset.
 WITH per_org AS (
   SELECT org_id,
@@ -24,7 +25,8 @@ SELECT p.org_id AS organisation,
        p.deferred,
        p.bounced,
        p.expired,
-       round(100.0 * (p.bounced + p.expired) / p.attempts, 2) AS bounce_rate_pct,
+       round(100.0 * (p.bounced + p.expired) / nullif(p.delivered + p.bounced + p.expired, 0), 2)
+         AS bounce_rate_pct,
        t.category AS top_bounce_category
 FROM per_org p
 LEFT JOIN top_category t ON t.org_id = p.org_id AND t.rank = 1

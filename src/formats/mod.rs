@@ -210,14 +210,27 @@ impl Decoder {
                 limit: self.settings.max_record_bytes,
             });
         }
+        let lossy;
         let text = match std::str::from_utf8(payload) {
-            Ok(t) => t.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}'),
+            Ok(t) => t,
+            // Syslog lines carry remote replies byte for byte, and Chinese
+            // servers often answer in GBK: a Postfix line keeps its delivery
+            // with the bad bytes replaced. Anything else is dead-lettered.
             Err(e) => {
-                return Decoded::Rejected(RejectReason::InvalidUtf8 {
-                    valid_up_to: e.valid_up_to(),
-                });
+                lossy = String::from_utf8_lossy(payload);
+                let fixed = matches!(
+                    self.settings.format,
+                    InputFormat::Auto | InputFormat::Postfix
+                );
+                if !(fixed && postfix::looks_like(&lossy)) {
+                    return Decoded::Rejected(RejectReason::InvalidUtf8 {
+                        valid_up_to: e.valid_up_to(),
+                    });
+                }
+                &lossy
             }
         };
+        let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
         if text.is_empty() {
             return Decoded::Rejected(RejectReason::Empty);
         }
@@ -270,5 +283,31 @@ pub fn parse_timestamp(value: &serde_json::Value) -> Result<DateTime<Utc>, Strin
                 .ok_or_else(|| format!("{n} is out of range"))
         }
         other => Err(format!("expected RFC 3339 text or Unix seconds, got {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postfix_line_with_a_gbk_reply_keeps_its_delivery() {
+        let mut line = b"Dec 15 07:46:45 mx postfix/smtp[1]: ABCDEF12: to=<a@qq.com>, relay=mx.qq.com[1.2.3.4]:25, dsn=5.1.1, status=bounced (host mx.qq.com[1.2.3.4] said: 550 ".to_vec();
+        line.extend_from_slice(&[0xd3, 0xc3, 0xbb, 0xa7]); // "用户" in GBK
+        line.extend_from_slice(b" user unknown (in reply to RCPT TO command))");
+        let mut d = Decoder::new(DecodeSettings {
+            syslog_year: Some(2014),
+            ..DecodeSettings::default()
+        });
+        let Decoded::Events(events) = d.decode(&line, None) else {
+            panic!("dead-lettered")
+        };
+        assert!(events[0].reply.as_deref().unwrap().contains("user unknown"));
+        // Other formats with bad bytes are still dead letters.
+        let json = [b'{', 0xff, b'}'];
+        assert!(matches!(
+            d.decode(&json, None),
+            Decoded::Rejected(RejectReason::InvalidUtf8 { .. })
+        ));
     }
 }

@@ -166,6 +166,18 @@ impl Taxonomy {
                 TaxonomyError::Read { path: path.display().to_string(), source }
             })?;
             let user = Self::parse(&text, &path.display().to_string())?;
+            let mut seen = BTreeSet::new();
+            let twice: Vec<String> = user
+                .reasons
+                .iter()
+                .filter(|r| !seen.insert(r.id.as_str()))
+                .map(|r| {
+                    format!("reason `{}` is defined twice in {}", r.id, path.display())
+                })
+                .collect();
+            if !twice.is_empty() {
+                return Err(TaxonomyError::Invalid { problems: twice });
+            }
             taxonomy.overlay(user);
         }
         taxonomy.validate()?;
@@ -199,6 +211,12 @@ impl Taxonomy {
     /// Checks the whole taxonomy and lists every problem found.
     pub fn validate(&self) -> Result<(), TaxonomyError> {
         let mut problems = Vec::new();
+        if self.schema_version != 1 {
+            problems.push(format!(
+                "schema_version {} is not supported (this version reads 1)",
+                self.schema_version
+            ));
+        }
         let known: BTreeSet<&str> = CATEGORY_IDS.iter().copied().collect();
         let mut seen_categories = BTreeSet::new();
         for category in &self.categories {
@@ -257,8 +275,10 @@ impl Taxonomy {
             }
             for phrase in reason.all_phrases() {
                 let key = super::normalize::fold_phrase(phrase);
-                if key.is_empty() {
-                    problems.push(format!("reason `{id}` has an empty phrase"));
+                if key.chars().count() < 2 {
+                    problems.push(format!(
+                        "reason `{id}` has the phrase {phrase:?}, too short to mean anything"
+                    ));
                     continue;
                 }
                 if let Some(other) = phrase_owner.insert(key, id) {
@@ -347,6 +367,25 @@ reply_codes = ["55"]
         assert_eq!(t.reasons.len(), before);
         assert_eq!(t.reason(&reason.id).unwrap().advice_en, "Call the recipient.");
         t.validate().unwrap();
+    }
+
+    #[test]
+    fn versions_duplicates_and_one_letter_phrases_are_refused() {
+        let dir =
+            std::env::temp_dir().join(format!("bouncelens-tax-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("twice.toml");
+        let reason = USER_FILE.replace("no_such_category", "other");
+        std::fs::write(&path, format!("{reason}\n{reason}")).unwrap();
+        let err = Taxonomy::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("defined twice"), "{err}");
+        let mut t = Taxonomy::builtin();
+        t.schema_version = 99;
+        t.reasons[0].phrases.push("a".into());
+        let err = t.validate().unwrap_err().to_string();
+        assert!(err.contains("schema_version 99"), "{err}");
+        assert!(err.contains("too short"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
