@@ -10,9 +10,8 @@ import duckdb
 bl, work = sys.argv[1], sys.argv[2]
 data = f"{work}/bl"
 con = duckdb.connect()
-con.execute("SET hive_types_autocast = false")
 con.execute(
-    f"CREATE VIEW deliveries AS SELECT * FROM read_parquet('{data}/deliveries/*/*/*.parquet', hive_partitioning = true)"
+    f"CREATE VIEW deliveries AS SELECT * FROM read_parquet('{data}/deliveries/*/*/*.parquet', hive_partitioning = true, hive_types_autocast = false)"
 )
 taxonomy = subprocess.run(
     [bl, "sql", "--data", data, "--format", "csv", "SELECT * FROM taxonomy_reasons"],

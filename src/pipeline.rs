@@ -33,7 +33,7 @@ pub struct FlushPolicy {
 
 impl Default for FlushPolicy {
     fn default() -> Self {
-        Self { max_rows: 1_000_000, max_bytes: 128 * 1024 * 1024, max_age_secs: 120 }
+        Self { max_rows: 1_000_000, max_bytes: 256 * 1024 * 1024, max_age_secs: 120 }
     }
 }
 

@@ -283,6 +283,7 @@ impl StreamJob {
         let mut summary = RunSummary::default();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut last_warning = None;
+        let mut last_drain_check = None;
         tracing::info!(brokers = %self.config.kafka.brokers, topics = ?topics, group = %self.config.kafka.group_id, data = %self.config.data_dir.display(), "stream job started");
         loop {
             tokio::select! {
@@ -301,6 +302,7 @@ impl StreamJob {
                             self.flush_due(&state, &consumer, &policy, false)?;
                         }
                         Err(KafkaError::PartitionEOF(_)) => {
+                            last_drain_check = Some(std::time::Instant::now());
                             if stop == StopWhen::Drained && self.drained(&state, &consumer) {
                                 tracing::info!("every assigned partition is read to its end");
                                 break;
@@ -316,7 +318,19 @@ impl StreamJob {
                         }
                     }
                 }
-                _ = tick.tick() => self.flush_due(&state, &consumer, &policy, false)?,
+                _ = tick.tick() => {
+                    self.flush_due(&state, &consumer, &policy, false)?;
+                    // Once this member has reached an end, look again now and
+                    // then: the partitions left may be another member's.
+                    let due = last_drain_check.is_some_and(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(5));
+                    if stop == StopWhen::Drained && due {
+                        last_drain_check = Some(std::time::Instant::now());
+                        if self.drained(&state, &consumer) {
+                            tracing::info!("every partition is read to its end");
+                            break;
+                        }
+                    }
+                }
                 _ = shutdown.changed() => {
                     tracing::info!("shutdown requested");
                     break;
@@ -410,26 +424,58 @@ impl StreamJob {
         Ok(())
     }
 
-    /// In drain mode: whether every assigned partition is at its end.
+    /// In drain mode: whether every partition of the subscribed topics is
+    /// read to its end, by this member (its buffer) or by any member before
+    /// (the checkpoint in the shared data root). Partitions still held by a
+    /// member that died and has not yet been timed out of the group are not
+    /// done, so a drained run never stops short of them.
     fn drained(
         &self,
         state: &Mutex<JobState>,
         consumer: &StreamConsumer<JobContext>,
     ) -> bool {
-        let assigned: Vec<(String, i32)> = lock(state).assigned.iter().cloned().collect();
-        if assigned.is_empty() {
+        if lock(state).assigned.is_empty() {
             return false;
         }
-        // An EOF only names the partition; confirm with the watermarks.
-        assigned.iter().all(|(topic, p)| {
-            let high = tokio::task::block_in_place(|| {
-                consumer
-                    .fetch_watermarks(topic, *p, Duration::from_secs(5))
-                    .map(|(_, h)| h)
+        let timeout = Duration::from_secs(5);
+        for topic in &self.config.kafka.topics {
+            let metadata = tokio::task::block_in_place(|| {
+                consumer.fetch_metadata(Some(topic), timeout)
             });
-            let read_to = lock(state).writer(topic, *p).map_or(0, |w| w.read_offset());
-            matches!(high, Ok(h) if read_to >= h)
-        })
+            let Ok(metadata) = metadata else { return false };
+            let Some(t) = metadata.topics().first() else { return false };
+            if t.partitions().is_empty() {
+                return false;
+            }
+            for p in t.partitions() {
+                let high = tokio::task::block_in_place(|| {
+                    consumer.fetch_watermarks(topic, p.id(), timeout)
+                });
+                let Ok((_, high)) = high else { return false };
+                let mut st = lock(state);
+                let key = (topic.clone(), p.id());
+                let read_to = if st.assigned.contains(&key) {
+                    st.writer(topic, p.id()).map_or(0, |w| w.read_offset())
+                } else {
+                    st.committer
+                        .read_checkpoint(&kafka_source(topic, p.id()))
+                        .ok()
+                        .flatten()
+                        .map_or(0, |c| c.next_offset)
+                };
+                if read_to < high {
+                    tracing::debug!(
+                        topic,
+                        partition = p.id(),
+                        read_to,
+                        high,
+                        "drain check: not at the end"
+                    );
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Builds (without connecting) a client from the configuration, so

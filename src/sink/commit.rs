@@ -231,13 +231,49 @@ impl Committer {
                 .or_default()
                 .push(row);
         }
-        for ((date, org), rows) in &groups {
-            let staged = staging.join(format!("{}.parquet", files.len()));
-            let batch = deliveries_batch(rows);
-            stats.bytes += write_parquet(&staged, &batch)?;
+        // One file per output partition, written by as many threads as
+        // there are cores: encoding and compression dominate a flush.
+        let jobs: Vec<(PathBuf, PathBuf, &Vec<&DeliveryRow>)> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, ((date, org), rows))| {
+                let staged = staging.join(format!("{i}.parquet"));
+                let target =
+                    self.layout.delivery_dir(date, org).join(format!("{name}.parquet"));
+                (staged, target, rows)
+            })
+            .collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(jobs.len().max(1));
+        let written: Vec<Result<u64, SinkError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let jobs = &jobs;
+                    scope.spawn(move || {
+                        jobs.iter()
+                            .skip(w)
+                            .step_by(workers)
+                            .map(|(staged, _, rows)| {
+                                write_parquet(staged, &deliveries_batch(rows))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut per_worker: Vec<std::vec::IntoIter<Result<u64, SinkError>>> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().expect("a Parquet writer thread does not panic").into_iter()
+                })
+                .collect();
+            (0..jobs.len())
+                .map(|i| per_worker[i % workers].next().expect("one result per job"))
+                .collect()
+        });
+        for ((staged, target, rows), bytes) in jobs.into_iter().zip(written) {
+            stats.bytes += bytes?;
             stats.rows += rows.len();
-            let target =
-                self.layout.delivery_dir(date, org).join(format!("{name}.parquet"));
             files.push(StagedFile { staged, target });
         }
         let mut by_date: std::collections::BTreeMap<String, Vec<&RejectedRow>> =
