@@ -197,22 +197,6 @@ fn ingest_dead_letters_broken_lines_and_keeps_hostile_organisations_inside() {
     assert_eq!(scalar(&data, "SELECT count(*) FROM deliveries"), 9);
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn ingest_reads_gzip_zstd_and_stdin_like_plain_files() {
     let log = std::fs::read(repo().join("examples/postfix-mail.log")).unwrap();

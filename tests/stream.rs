@@ -143,19 +143,7 @@ fn every_record_reaches_parquet_exactly_once() {
 }
 
 fn count_files(dir: &std::path::Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                n += 1;
-            }
-        }
-    }
-    n
+    walk(dir).iter().filter(|p| p.extension().is_some_and(|x| x == "parquet")).count()
 }
 
 /// A tiny deterministic generator for kill times; the seed is printed.
