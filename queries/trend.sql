@@ -9,7 +9,7 @@ WITH daily AS (
          sum(CASE WHEN outcome IN ('delivered', 'bounced', 'expired') THEN 1 ELSE 0 END) AS final
   FROM deliveries
   WHERE org = {{org}}
-    AND date BETWEEN CAST(CAST({{from}} AS DATE) - (CAST({{to}} AS DATE) - CAST({{from}} AS DATE)) - INTERVAL '1 day' AS VARCHAR) AND {{to}}
+    AND date BETWEEN {{previous_from}} AND {{to}}
   GROUP BY date
 ),
 rated AS (

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `{{org}}` | the organisation's `org` partition value (`--org`, lower-cased; see [`org_partition_value`]) |
 //! | `{{from}}`, `{{to}}` | `'YYYY-MM-DD'`, inclusive |
+//! | `{{previous_from}}` | the first day of the period of the same length just before `from` |
 //! | `{{limit}}` | an integer (`--limit`, default 100) |
 //! | `{{lang}}` | `'en'` or `'zh'`, for advice and labels |
 //!
@@ -78,7 +79,7 @@ pub enum ReportError {
     #[error("cannot read reports folder {path}: {source}")]
     Read { path: String, source: std::io::Error },
     #[error(
-        "report {report}: unknown parameter {{{{{param}}}}} (known: org, from, to, limit, lang)"
+        "report {report}: unknown parameter {{{{{param}}}}} (known: org, from, to, previous_from, limit, lang)"
     )]
     UnknownParam { report: String, param: String },
     #[error("--from {from} is after --to {to}")]
@@ -168,6 +169,10 @@ pub fn render(report: &Report, params: &Params) -> Result<String, ReportError> {
             "org" => literal(&org_partition_value(&params.org)),
             "from" => literal(&params.from.to_string()),
             "to" => literal(&params.to.to_string()),
+            "previous_from" => {
+                let span = params.to - params.from + chrono::Duration::days(1);
+                literal(&(params.from - span).to_string())
+            }
             "limit" => params.limit.to_string(),
             "lang" => literal(match params.lang {
                 Lang::En => "en",
@@ -255,12 +260,12 @@ mod tests {
     fn parameters_become_literals() {
         let r = Report::parse(
             "t",
-            "SELECT {{org}}, {{ from }}, {{to}}, {{limit}}, {{lang}}",
+            "SELECT {{org}}, {{ from }}, {{to}}, {{previous_from}}, {{limit}}, {{lang}}",
             false,
         );
         assert_eq!(
             render(&r, &params()).unwrap(),
-            "SELECT 'o''brien & co', '2026-01-01', '2026-01-02', 5, 'zh'"
+            "SELECT 'o''brien & co', '2026-01-01', '2026-01-02', '2025-12-30', 5, 'zh'"
         );
     }
 
