@@ -40,7 +40,7 @@ pub fn init_logging(config: &Config, quiet: bool) {
     };
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
@@ -224,7 +224,7 @@ pub fn generate(
     let written = match (&topic, &out) {
         (Some(topic), _) => {
             // Through a temporary file, then the same path as `produce`.
-            let tmp = tempfile_in_data(config)?;
+            let tmp = generate_spool_path(config)?;
             {
                 let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
                 bouncelens::generate::generate(opts, &mut file)?;
@@ -252,7 +252,7 @@ pub fn generate(
     Ok(ExitCode::SUCCESS)
 }
 
-fn tempfile_in_data(config: &Config) -> Result<PathBuf> {
+fn generate_spool_path(config: &Config) -> Result<PathBuf> {
     let dir = std::env::temp_dir();
     Ok(dir.join(format!(
         "bouncelens-generate-{}-{}.ndjson",

@@ -230,6 +230,7 @@ impl Config {
         // a Service called `bouncelens`) are not ours and are left alone.
         let known =
             toml::Table::try_from(Config::default()).expect("the defaults serialize");
+        let mut overrides: Vec<&str> = Vec::new();
         for (var, value) in env {
             let Some(key) = var.strip_prefix(ENV_PREFIX) else { continue };
             let first = key.split("__").next().unwrap_or_default().to_ascii_lowercase();
@@ -237,18 +238,8 @@ impl Config {
                 continue;
             }
             apply_env(&mut table, var, key, value)?;
+            overrides.push(var);
         }
-        let overrides: Vec<&str> = env
-            .iter()
-            .filter(|(var, _)| {
-                var.strip_prefix(ENV_PREFIX).is_some_and(|k| {
-                    let first =
-                        k.split("__").next().unwrap_or_default().to_ascii_lowercase();
-                    known.contains_key(&first) || first == "taxonomy"
-                })
-            })
-            .map(|(var, _)| var.as_str())
-            .collect();
         let config: Config =
             toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
                 let origin = if overrides.is_empty() {

@@ -98,14 +98,7 @@ pub fn ingest_input(
         }
     }
     report.files += writer.flush(committer)?.map_or(0, |(_, s)| s.files);
-    let end = writer.totals();
-    report.totals = Totals {
-        consumed: end.consumed - start.consumed,
-        written: end.written - start.written,
-        rows: end.rows - start.rows,
-        dead_lettered: end.dead_lettered - start.dead_lettered,
-        skipped: end.skipped - start.skipped,
-    };
+    report.totals = writer.totals().since(&start);
     Ok(report)
 }
 

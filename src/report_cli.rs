@@ -41,10 +41,6 @@ pub fn parse_day(text: &str, config: &Config) -> Result<NaiveDate> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
-}
-
 async fn session(config: &Config) -> Result<SessionContext> {
     let ctx = query::session(&Layout::new(&config.data_dir)).await?;
     let taxonomy = Taxonomy::load(config.taxonomy.as_deref())?;
@@ -98,7 +94,7 @@ pub fn report(config: &Config, args: ReportArgs) -> Result<ExitCode> {
         println!("{}", report::render(r, &params)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let rt = runtime()?;
+    let rt = crate::cli::runtime()?;
     let batches = rt.block_on(async {
         let ctx = session(config).await?;
         anyhow::Ok(report::run(&ctx, r, &params).await?)
@@ -122,7 +118,7 @@ pub fn sql(
     format: OutputFormat,
     out: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let rt = runtime()?;
+    let rt = crate::cli::runtime()?;
     rt.block_on(async {
         let ctx = session(config).await?;
         if let Some(q) = query_text {
@@ -189,7 +185,7 @@ async fn repl(ctx: &SessionContext, format: OutputFormat) -> Result<ExitCode> {
 
 pub fn summary(config: &Config, date: &str, org: Option<&str>) -> Result<ExitCode> {
     let date = parse_day(date, config)?;
-    let rt = runtime()?;
+    let rt = crate::cli::runtime()?;
     let files = rt.block_on(run_summaries(config, date, org))?;
     if files.is_empty() {
         eprintln!("no organisation had deliveries on {date}; nothing written");

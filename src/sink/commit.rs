@@ -85,6 +85,17 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// What was counted since `earlier`.
+    pub fn since(&self, earlier: &Totals) -> Totals {
+        Totals {
+            consumed: self.consumed - earlier.consumed,
+            written: self.written - earlier.written,
+            rows: self.rows - earlier.rows,
+            dead_lettered: self.dead_lettered - earlier.dead_lettered,
+            skipped: self.skipped - earlier.skipped,
+        }
+    }
+
     pub fn add(&mut self, other: &Totals) {
         self.consumed += other.consumed;
         self.written += other.written;
