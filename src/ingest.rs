@@ -29,6 +29,11 @@ pub enum IngestError {
     Sink(#[from] SinkError),
 }
 
+/// Lines decoded together, at most.
+const BATCH_LINES: usize = 16 * 1024;
+/// Bytes of lines decoded together, about.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
 /// What one input gave.
 #[derive(Clone, Debug, Default)]
 pub struct IngestReport {
@@ -71,30 +76,45 @@ pub fn ingest_input(
     let start = writer.totals();
     let mut report = IngestReport { input: input.to_string(), ..IngestReport::default() };
     let mut reader = reader;
-    let mut line = Vec::with_capacity(1024);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES + 64 * 1024);
+    let mut lines: Vec<std::ops::Range<usize>> = Vec::with_capacity(BATCH_LINES);
     let mut offset: i64 = 0;
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+    let mut at_end = false;
+    while !at_end {
+        // A batch of lines is decoded and classified on every core, then
+        // taken in order.
+        buf.clear();
+        lines.clear();
+        while lines.len() < BATCH_LINES && buf.len() < BATCH_BYTES {
+            let start = buf.len();
+            if reader.read_until(b'\n', &mut buf).map_err(read_err)? == 0 {
+                at_end = true;
+                break;
             }
+            let mut end = buf.len();
+            if buf[end - 1] == b'\n' {
+                end -= 1;
+                if end > start && buf[end - 1] == b'\r' {
+                    end -= 1;
+                }
+            }
+            lines.push(start..end);
         }
-        if line.is_empty() {
+        let payloads: Vec<&[u8]> = lines.iter().map(|r| &buf[r.clone()]).collect();
+        let prepared = writer.prepare(classifier, offset, &payloads, threads);
+        for (payload, prepared) in payloads.iter().zip(prepared) {
+            if !payload.is_empty() {
+                let taken =
+                    writer.accept_prepared(classifier, offset, payload, None, prepared);
+                if let Accepted::AlreadyWritten = taken {
+                    report.already_written += 1;
+                }
+            }
             offset += 1;
-            continue;
-        }
-        if let Accepted::AlreadyWritten = writer.accept(classifier, offset, &line, None) {
-            report.already_written += 1;
-        }
-        offset += 1;
-        if writer.due(policy) {
-            report.files += writer.flush(committer)?.map_or(0, |(_, s)| s.files);
+            if writer.due(policy) {
+                report.files += writer.flush(committer)?.map_or(0, |(_, s)| s.files);
+            }
         }
     }
     report.files += writer.flush(committer)?.map_or(0, |(_, s)| s.files);

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::classify_event;
-use crate::formats::{DecodeSettings, Decoded, Decoder};
+use crate::event::domain_of;
+use crate::formats::{DecodeSettings, Decoded, Decoder, RejectReason};
 use crate::sink::{
     Checkpoint, Committer, DeliveryRow, Flush, FlushStats, RejectedRow, SinkError,
     SourcePosition, Totals,
@@ -37,6 +38,9 @@ impl Default for FlushPolicy {
     }
 }
 
+/// Rows per chunk of a writer's buffer.
+const CHUNK_ROWS: usize = 1024;
+
 /// How much of a dead letter's raw bytes is kept.
 pub const DEFAULT_MAX_RAW_BYTES: usize = 1024 * 1024;
 
@@ -53,6 +57,22 @@ pub enum Accepted {
     DeadLettered(Box<RejectedRow>),
 }
 
+/// A message decoded and classified ahead of being taken, possibly on
+/// another thread.
+pub enum Prepared {
+    Ready(MessageRows),
+    /// To be decoded when taken, in order (it needs the join state, or it
+    /// was below the checkpoint when prepared).
+    InOrder,
+}
+
+/// What one message gives, before it is buffered.
+pub enum MessageRows {
+    Events(Vec<DeliveryRow>),
+    Skipped,
+    Rejected(RejectReason),
+}
+
 /// The writer of one source.
 pub struct SourceWriter {
     source: String,
@@ -60,7 +80,10 @@ pub struct SourceWriter {
     partition: i32,
     decoder: Decoder,
     committed: Checkpoint,
-    deliveries: Vec<DeliveryRow>,
+    /// Buffered rows in chunks of [`CHUNK_ROWS`]: a buffer of a million
+    /// rows never moves to grow.
+    deliveries: Vec<Vec<DeliveryRow>>,
+    delivery_rows: usize,
     rejected: Vec<RejectedRow>,
     first_offset: Option<i64>,
     next_offset: i64,
@@ -94,6 +117,7 @@ impl SourceWriter {
             decoder,
             committed,
             deliveries: Vec::new(),
+            delivery_rows: 0,
             rejected: Vec::new(),
             first_offset: None,
             pending: Totals::default(),
@@ -125,7 +149,7 @@ impl SourceWriter {
     }
 
     pub fn buffered_rows(&self) -> usize {
-        self.deliveries.len() + self.rejected.len()
+        self.delivery_rows + self.rejected.len()
     }
 
     /// Decodes, classifies and buffers one message.
@@ -136,6 +160,69 @@ impl SourceWriter {
         payload: &[u8],
         received: Option<DateTime<Utc>>,
     ) -> Accepted {
+        self.accept_prepared(classifier, offset, payload, received, Prepared::InOrder)
+    }
+
+    /// Decodes and classifies a batch of messages ahead of
+    /// [`accept_prepared`](Self::accept_prepared), split over `threads`
+    /// threads. Messages that need the source's join state (Postfix lines)
+    /// come back as [`Prepared::InOrder`] and are decoded when taken.
+    /// `first_offset` is the offset of `payloads[0]`; the rest follow on.
+    pub fn prepare(
+        &self,
+        classifier: &Classifier,
+        first_offset: i64,
+        payloads: &[&[u8]],
+        threads: usize,
+    ) -> Vec<Prepared> {
+        let one = |(i, payload): (usize, &&[u8])| {
+            let offset = first_offset + i as i64;
+            if offset < self.next_offset {
+                return Prepared::InOrder;
+            }
+            match self.decoder.decode_stateless(payload) {
+                Some(decoded) => {
+                    Prepared::Ready(self.rows_of(classifier, offset, decoded))
+                }
+                None => Prepared::InOrder,
+            }
+        };
+        let threads = threads.clamp(1, payloads.len().div_ceil(256).max(1));
+        if threads == 1 {
+            return payloads.iter().enumerate().map(one).collect();
+        }
+        let chunk = payloads.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = payloads
+                .chunks(chunk)
+                .enumerate()
+                .map(|(n, part)| {
+                    let one = &one;
+                    scope.spawn(move || {
+                        part.iter()
+                            .enumerate()
+                            .map(|(i, p)| one((n * chunk + i, p)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().expect("a decoding thread does not panic"))
+                .collect()
+        })
+    }
+
+    /// Buffers one message, decoded ahead by [`prepare`](Self::prepare) or
+    /// (for [`Prepared::InOrder`]) here.
+    pub fn accept_prepared(
+        &mut self,
+        classifier: &Classifier,
+        offset: i64,
+        payload: &[u8],
+        received: Option<DateTime<Utc>>,
+        prepared: Prepared,
+    ) -> Accepted {
         if offset < self.next_offset {
             return Accepted::AlreadyWritten;
         }
@@ -145,52 +232,48 @@ impl SourceWriter {
         }
         self.next_offset = offset + 1;
         self.pending.consumed += 1;
-        let position = SourcePosition {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            offset,
+        let outcome = match prepared {
+            Prepared::Ready(outcome) => outcome,
+            Prepared::InOrder => {
+                let decoded = self.decoder.decode(payload, received);
+                self.rows_of(classifier, offset, decoded)
+            }
         };
-        match self.decoder.decode(payload, received) {
-            Decoded::Events(events) => {
+        match outcome {
+            MessageRows::Events(rows) => {
                 self.pending.written += 1;
-                let rows = events.len();
-                for (index, event) in events.into_iter().enumerate() {
-                    let class = classify_event(classifier, &event);
-                    if let Some(category) = &class.category {
+                let n = rows.len();
+                for row in rows {
+                    if let Some(category) = &row.category {
                         metrics::counter!("bouncelens_bounces_total", "category" => category.clone())
                             .increment(1);
                     }
-                    let row = DeliveryRow {
-                        event_id: format!(
-                            "{}:{}:{}:{}",
-                            self.topic, self.partition, offset, index
-                        ),
-                        event,
-                        category: class.category,
-                        reason: class.reason,
-                        severity: class.severity,
-                        rule: class.rule,
-                        matched: class.matched,
-                        source: position.clone(),
-                    };
                     self.bytes += row.approx_bytes();
-                    self.deliveries.push(row);
+                    match self.deliveries.last_mut() {
+                        Some(chunk) if chunk.len() < CHUNK_ROWS => chunk.push(row),
+                        _ => {
+                            let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+                            chunk.push(row);
+                            self.deliveries.push(chunk);
+                        }
+                    }
                 }
-                self.pending.rows += rows as u64;
-                Accepted::Buffered { rows }
+                self.pending.rows += n as u64;
+                self.delivery_rows += n;
+                Accepted::Buffered { rows: n }
             }
-            Decoded::Skipped(_) => {
+            MessageRows::Skipped => {
                 self.pending.skipped += 1;
                 Accepted::Skipped
             }
-            Decoded::Rejected(reason) => {
+            MessageRows::Rejected(reason) => {
                 self.pending.dead_lettered += 1;
                 metrics::counter!("bouncelens_records_dead_lettered_total", "reason" => reason.as_str())
                     .increment(1);
                 let keep = payload.len().min(self.max_raw_bytes);
                 let row = RejectedRow {
                     received_at: received.unwrap_or_else(Utc::now),
-                    source: position,
+                    source: self.position(offset),
                     reason: reason.as_str(),
                     detail: reason.to_string(),
                     raw: payload[..keep].to_vec(),
@@ -202,6 +285,47 @@ impl SourceWriter {
                 Accepted::DeadLettered(Box::new(row))
             }
         }
+    }
+
+    fn position(&self, offset: i64) -> SourcePosition {
+        SourcePosition { topic: self.topic.clone(), partition: self.partition, offset }
+    }
+
+    /// The rows of one decoded message, classified.
+    fn rows_of(
+        &self,
+        classifier: &Classifier,
+        offset: i64,
+        decoded: Decoded,
+    ) -> MessageRows {
+        let events = match decoded {
+            Decoded::Events(events) => events,
+            Decoded::Skipped(_) => return MessageRows::Skipped,
+            Decoded::Rejected(reason) => return MessageRows::Rejected(reason),
+        };
+        let rows = events
+            .into_iter()
+            .enumerate()
+            .map(|(index, event)| {
+                let class = classify_event(classifier, &event);
+                DeliveryRow {
+                    event_id: format!(
+                        "{}:{}:{}:{}",
+                        self.topic, self.partition, offset, index
+                    ),
+                    sender_domain: event.sender.as_deref().and_then(domain_of),
+                    recipient_domain: domain_of(&event.recipient),
+                    event,
+                    category: class.category,
+                    reason: class.reason,
+                    severity: class.severity,
+                    rule: class.rule,
+                    matched: class.matched,
+                    source: self.position(offset),
+                }
+            })
+            .collect();
+        MessageRows::Events(rows)
     }
 
     /// Whether the buffer is due by rows, bytes or age.
@@ -237,15 +361,16 @@ impl SourceWriter {
             checkpoint: checkpoint.clone(),
         })?;
         metrics::counter!("bouncelens_records_written_total")
-            .increment(self.deliveries.len() as u64);
+            .increment(self.delivery_rows as u64);
         metrics::counter!("bouncelens_files_written_total").increment(stats.files as u64);
         metrics::histogram!("bouncelens_flush_rows").record(stats.rows as f64);
         metrics::histogram!("bouncelens_flush_bytes").record(stats.bytes as f64);
-        metrics::histogram!("bouncelens_flush_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        tracing::debug!(source = %self.source, first_offset, next_offset = self.next_offset, files = stats.files, rows = stats.rows, "flushed");
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::histogram!("bouncelens_flush_duration_seconds").record(seconds);
+        tracing::debug!(source = %self.source, first_offset, next_offset = self.next_offset, files = stats.files, rows = stats.rows, seconds, "flushed");
         self.committed = checkpoint;
         self.deliveries.clear();
+        self.delivery_rows = 0;
         self.rejected.clear();
         self.first_offset = None;
         self.pending = Totals::default();

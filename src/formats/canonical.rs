@@ -5,13 +5,17 @@
 //! (`org_id`, or a `sender` it can be derived from). Everything else is
 //! optional; fields the schema does not name are kept in `extra`.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Number, Value};
 
 use super::{DecodeSettings, Decoded, RejectReason, parse_timestamp};
 use crate::event::{DeliveryEvent, Outcome, SourceFormat};
 
 /// The fields the canonical form reads; anything else goes to `extra`.
-const KNOWN: &[&str] = &[
+const KNOWN: [&str; 16] = [
     "timestamp",
     "org_id",
     "sender",
@@ -30,34 +34,145 @@ const KNOWN: &[&str] = &[
     "nrcpt",
 ];
 
+/// One JSON value as a field reads it: text borrowed from the input where
+/// it has no escapes, numbers, or only the kind of anything else.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Null,
+    Text(Cow<'a, str>),
+    Int(i64),
+    /// A number that is not an `i64`: a fraction or a large unsigned one.
+    Number(Number),
+    /// An array, object or boolean, by its kind ("an array").
+    Other(&'static str),
+}
+
+impl<'a> Scalar<'a> {
+    pub(crate) fn of(value: &'a Value) -> Self {
+        match value {
+            Value::Null => Scalar::Null,
+            Value::Bool(_) => Scalar::Other("a boolean"),
+            Value::Number(n) => {
+                n.as_i64().map_or_else(|| Scalar::Number(n.clone()), Scalar::Int)
+            }
+            Value::String(s) => Scalar::Text(Cow::Borrowed(s)),
+            Value::Array(_) => Scalar::Other("an array"),
+            Value::Object(_) => Scalar::Other("an object"),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Text(_) => "text",
+            Scalar::Int(_) | Scalar::Number(_) => "a number",
+            Scalar::Other(kind) => kind,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
+                Ok(i64::try_from(v)
+                    .map_or_else(|_| Scalar::Number(v.into()), Scalar::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar<'de>, E> {
+                Ok(Number::from_f64(v).map_or(Scalar::Other("a number"), Scalar::Number))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Scalar<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other("an array"))
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Scalar<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other("an object"))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 /// The top-level fields of one event, read in one pass: known fields as
-/// small values, unknown ones left as raw JSON for `extra`. (Reading the
-/// whole object into a map first costs twice as much.)
+/// scalars borrowed from the input, unknown ones left as raw JSON for
+/// `extra`. (Reading the whole object into a map first costs twice as
+/// much.) A field given twice keeps its last value, as a map would.
 #[derive(Default)]
 struct Fields<'a> {
-    known: Map<String, Value>,
-    extra: Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>,
+    known: [Option<Scalar<'a>>; KNOWN.len()],
+    extra: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, field: &str) -> Option<&Scalar<'a>> {
+        let i = KNOWN.iter().position(|k| *k == field).expect("a known field");
+        self.known[i].as_ref()
+    }
+
+    fn string(&self, field: &'static str) -> Result<Option<String>, RejectReason> {
+        scalar_string(self.get(field), field)
+    }
+
+    fn integer(
+        &self,
+        field: &'static str,
+        min: i64,
+        max: i64,
+    ) -> Result<Option<i64>, RejectReason> {
+        scalar_integer(self.get(field), field, min, max)
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
+        impl<'de> Visitor<'de> for Visit {
             type Value = Fields<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
+            fn visit_map<A: MapAccess<'de>>(
                 self,
                 mut map: A,
             ) -> Result<Fields<'de>, A::Error> {
                 let mut fields = Fields::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if KNOWN.contains(&key.as_ref()) {
-                        let value: Value = map.next_value()?;
-                        fields.known.insert(key.into_owned(), value);
-                    } else {
-                        fields.extra.push((key, map.next_value()?));
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match KNOWN.iter().position(|k| *k == key.as_ref()) {
+                        Some(i) => fields.known[i] = Some(map.next_value()?),
+                        None => fields.extra.push((key, map.next_value()?)),
                     }
                 }
                 Ok(fields)
@@ -75,25 +190,24 @@ pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectRe
             RejectReason::InvalidJson("expected a JSON object".to_string())
         }
     })?;
-    let obj = &fields.known;
     let timestamp =
-        obj.get("timestamp").ok_or(RejectReason::MissingField("timestamp"))?;
+        fields.get("timestamp").ok_or(RejectReason::MissingField("timestamp"))?;
     let event_time = parse_timestamp(timestamp)
         .map_err(|problem| RejectReason::BadField { field: "timestamp", problem })?;
     let recipient =
-        string(obj, "recipient")?.ok_or(RejectReason::MissingField("recipient"))?;
+        fields.string("recipient")?.ok_or(RejectReason::MissingField("recipient"))?;
     let outcome_text =
-        string(obj, "outcome")?.ok_or(RejectReason::MissingField("outcome"))?;
+        fields.string("outcome")?.ok_or(RejectReason::MissingField("outcome"))?;
     let outcome = Outcome::parse(&outcome_text).ok_or_else(|| RejectReason::BadField {
         field: "outcome",
         problem: format!(
             "{outcome_text:?} is not one of delivered, deferred, bounced, expired, rejected"
         ),
     })?;
-    let sender = string(obj, "sender")?;
+    let sender = fields.string("sender")?;
     // An empty `org_id` falls back to the sender's; with no sender it stays
     // empty (stored under `org=~empty`) rather than losing the delivery.
-    let given = string(obj, "org_id")?;
+    let given = fields.string("org_id")?;
     let org_id = match given {
         Some(org) if !org.trim().is_empty() => org,
         given => sender
@@ -122,76 +236,83 @@ pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectRe
         org_id,
         sender,
         recipient,
-        message_id: string(obj, "message_id")?,
-        queue_id: string(obj, "queue_id")?,
+        message_id: fields.string("message_id")?,
+        queue_id: fields.string("queue_id")?,
         outcome,
-        smtp_code: integer(obj, "smtp_code", 100, 599)?.map(|v| v as u16),
-        enhanced_code: string(obj, "enhanced_code")?,
-        reply: string(obj, "reply")?,
-        remote_host: string(obj, "remote_host")?,
-        remote_ip: string(obj, "remote_ip")?,
-        sending_ip: string(obj, "sending_ip")?,
-        attempt: integer(obj, "attempt", 0, u32::MAX as i64)?.map(|v| v as u32),
-        size_bytes: integer(obj, "size", 0, i64::MAX)?.map(|v| v as u64),
-        nrcpt: integer(obj, "nrcpt", 0, u32::MAX as i64)?.map(|v| v as u32),
+        smtp_code: fields.integer("smtp_code", 100, 599)?.map(|v| v as u16),
+        enhanced_code: fields.string("enhanced_code")?,
+        reply: fields.string("reply")?,
+        remote_host: fields.string("remote_host")?,
+        remote_ip: fields.string("remote_ip")?,
+        sending_ip: fields.string("sending_ip")?,
+        attempt: fields.integer("attempt", 0, u32::MAX as i64)?.map(|v| v as u32),
+        size_bytes: fields.integer("size", 0, i64::MAX)?.map(|v| v as u64),
+        nrcpt: fields.integer("nrcpt", 0, u32::MAX as i64)?.map(|v| v as u32),
         format: SourceFormat::Canonical,
         extra,
     }]))
 }
 
-/// A string field; null and absent are `None`; numbers are accepted as text.
+/// A string field of a JSON object; null and absent are `None`; numbers
+/// are accepted as text.
 pub(crate) fn string(
     obj: &Map<String, Value>,
     field: &'static str,
 ) -> Result<Option<String>, RejectReason> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(RejectReason::BadField {
-            field,
-            problem: format!("expected text, got {}", type_name(other)),
-        }),
-    }
+    scalar_string(obj.get(field).map(Scalar::of).as_ref(), field)
 }
 
-/// An integer field within `[min, max]`; digits in a string are accepted.
+/// An integer field of a JSON object within `[min, max]`; digits in a
+/// string are accepted.
 pub(crate) fn integer(
     obj: &Map<String, Value>,
     field: &'static str,
     min: i64,
     max: i64,
 ) -> Result<Option<i64>, RejectReason> {
+    scalar_integer(obj.get(field).map(Scalar::of).as_ref(), field, min, max)
+}
+
+fn scalar_string(
+    value: Option<&Scalar<'_>>,
+    field: &'static str,
+) -> Result<Option<String>, RejectReason> {
+    match value {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::Text(s)) => Ok(Some(s.to_string())),
+        Some(Scalar::Int(n)) => Ok(Some(n.to_string())),
+        Some(Scalar::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(RejectReason::BadField {
+            field,
+            problem: format!("expected text, got {}", other.kind()),
+        }),
+    }
+}
+
+fn scalar_integer(
+    value: Option<&Scalar<'_>>,
+    field: &'static str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, RejectReason> {
     let bad = |problem: String| RejectReason::BadField { field, problem };
-    let value = match obj.get(field) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => {
-            n.as_i64().ok_or_else(|| bad(format!("{n} is not an integer")))?
-        }
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
-        Some(Value::String(s)) => s
+    let value = match value {
+        None | Some(Scalar::Null) => return Ok(None),
+        Some(Scalar::Int(n)) => *n,
+        Some(Scalar::Number(n)) => return Err(bad(format!("{n} is not an integer"))),
+        Some(Scalar::Text(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Scalar::Text(s)) => s
             .trim()
             .parse::<i64>()
             .map_err(|_| bad(format!("{s:?} is not an integer")))?,
         Some(other) => {
-            return Err(bad(format!("expected an integer, got {}", type_name(other))));
+            return Err(bad(format!("expected an integer, got {}", other.kind())));
         }
     };
     if value < min || value > max {
         return Err(bad(format!("{value} is outside {min}..={max}")));
     }
     Ok(Some(value))
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectRe
     };
     let timestamp =
         obj.get("timestamp").ok_or(RejectReason::MissingField("timestamp"))?;
-    let event_time = parse_timestamp(timestamp)
+    let event_time = parse_timestamp(&super::canonical::Scalar::of(timestamp))
         .map_err(|problem| RejectReason::BadField { field: "timestamp", problem })?;
     let recipient =
         string(&obj, "recipient")?.ok_or(RejectReason::MissingField("recipient"))?;

@@ -12,6 +12,7 @@ pub mod canonical;
 pub mod kumomta;
 pub mod postfix;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -204,50 +205,89 @@ impl Decoder {
     /// Decodes one message. `received` is when the transport got it (the
     /// Kafka timestamp); it anchors syslog's missing year.
     pub fn decode(&mut self, payload: &[u8], received: Option<DateTime<Utc>>) -> Decoded {
+        match self.decode_stateless(payload) {
+            Some(decoded) => decoded,
+            None => self.decode_postfix(payload, received),
+        }
+    }
+
+    /// Decodes a message that needs no join state: every JSON format and
+    /// every message that is rejected before its format matters. `None`
+    /// means a Postfix line, which only [`decode`](Self::decode) can read,
+    /// in order. This half takes `&self`, so a batch of messages can be
+    /// decoded on several threads before being taken in order.
+    pub fn decode_stateless(&self, payload: &[u8]) -> Option<Decoded> {
+        let text = match self.text_of(payload) {
+            Ok(text) => text,
+            Err(rejected) => return Some(Decoded::Rejected(rejected)),
+        };
+        let format = match self.settings.format {
+            InputFormat::Auto => detect(&text),
+            fixed => fixed,
+        };
+        let result = match format {
+            InputFormat::Canonical => canonical::decode(&text, &self.settings),
+            InputFormat::Kumomta => kumomta::decode(&text, &self.settings),
+            InputFormat::Postfix => return None,
+            InputFormat::Auto => Err(RejectReason::UnknownFormat),
+        };
+        Some(result.unwrap_or_else(Decoded::Rejected))
+    }
+
+    fn decode_postfix(
+        &mut self,
+        payload: &[u8],
+        received: Option<DateTime<Utc>>,
+    ) -> Decoded {
+        match self.text_of(payload) {
+            Ok(text) => {
+                postfix::decode(&text, received, &self.settings, &mut self.postfix)
+                    .unwrap_or_else(Decoded::Rejected)
+            }
+            Err(rejected) => Decoded::Rejected(rejected),
+        }
+    }
+
+    /// The text of a message, trimmed, or why it has none.
+    fn text_of<'a>(&self, payload: &'a [u8]) -> Result<Cow<'a, str>, RejectReason> {
         if payload.len() > self.settings.max_record_bytes {
-            return Decoded::Rejected(RejectReason::TooLarge {
+            return Err(RejectReason::TooLarge {
                 size: payload.len(),
                 limit: self.settings.max_record_bytes,
             });
         }
-        let lossy;
         let text = match std::str::from_utf8(payload) {
-            Ok(t) => t,
+            Ok(t) => Cow::Borrowed(t),
             // Syslog lines carry remote replies byte for byte, and Chinese
             // servers often answer in GBK: a Postfix line keeps its delivery
             // with the bad bytes replaced. Anything else is dead-lettered.
             Err(e) => {
-                lossy = String::from_utf8_lossy(payload);
+                let lossy = String::from_utf8_lossy(payload);
                 let fixed = matches!(
                     self.settings.format,
                     InputFormat::Auto | InputFormat::Postfix
                 );
                 if !(fixed && postfix::looks_like(&lossy)) {
-                    return Decoded::Rejected(RejectReason::InvalidUtf8 {
+                    return Err(RejectReason::InvalidUtf8 {
                         valid_up_to: e.valid_up_to(),
                     });
                 }
-                &lossy
+                lossy
             }
         };
-        let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+        let text = match text {
+            Cow::Borrowed(t) => Cow::Borrowed(trim(t)),
+            Cow::Owned(t) => Cow::Owned(trim(&t).to_string()),
+        };
         if text.is_empty() {
-            return Decoded::Rejected(RejectReason::Empty);
+            return Err(RejectReason::Empty);
         }
-        let format = match self.settings.format {
-            InputFormat::Auto => detect(text),
-            fixed => fixed,
-        };
-        let result = match format {
-            InputFormat::Canonical => canonical::decode(text, &self.settings),
-            InputFormat::Kumomta => kumomta::decode(text, &self.settings),
-            InputFormat::Postfix => {
-                postfix::decode(text, received, &self.settings, &mut self.postfix)
-            }
-            InputFormat::Auto => Err(RejectReason::UnknownFormat),
-        };
-        result.unwrap_or_else(Decoded::Rejected)
+        Ok(text)
     }
+}
+
+fn trim(text: &str) -> &str {
+    text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
 }
 
 /// Guesses the format of one message.
@@ -267,23 +307,34 @@ pub fn detect(text: &str) -> InputFormat {
 
 /// Reads a timestamp given as RFC 3339 text or as Unix seconds or
 /// milliseconds (a number above 10^11 is taken as milliseconds).
-pub fn parse_timestamp(value: &serde_json::Value) -> Result<DateTime<Utc>, String> {
-    match value {
-        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})")),
-        serde_json::Value::Number(n) => {
-            let secs =
-                n.as_f64().ok_or_else(|| format!("{n} is not a number of seconds"))?;
-            let millis = if secs.abs() > 1e11 { secs } else { secs * 1000.0 };
-            if !millis.is_finite() || millis.abs() > 8.0e15 {
-                return Err(format!("{n} is out of range"));
-            }
-            DateTime::from_timestamp_millis(millis as i64)
-                .ok_or_else(|| format!("{n} is out of range"))
+pub(crate) fn parse_timestamp(
+    value: &canonical::Scalar<'_>,
+) -> Result<DateTime<Utc>, String> {
+    use canonical::Scalar;
+    let (secs, shown) = match value {
+        Scalar::Text(s) => {
+            return DateTime::parse_from_rfc3339(s.trim())
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"));
         }
-        other => Err(format!("expected RFC 3339 text or Unix seconds, got {other}")),
+        Scalar::Int(n) => (*n as f64, n.to_string()),
+        Scalar::Number(n) => (
+            n.as_f64().ok_or_else(|| format!("{n} is not a number of seconds"))?,
+            n.to_string(),
+        ),
+        Scalar::Null => {
+            return Err("expected RFC 3339 text or Unix seconds, got null".into());
+        }
+        Scalar::Other(kind) => {
+            return Err(format!("expected RFC 3339 text or Unix seconds, got {kind}"));
+        }
+    };
+    let millis = if secs.abs() > 1e11 { secs } else { secs * 1000.0 };
+    if !millis.is_finite() || millis.abs() > 8.0e15 {
+        return Err(format!("{shown} is out of range"));
     }
+    DateTime::from_timestamp_millis(millis as i64)
+        .ok_or_else(|| format!("{shown} is out of range"))
 }
 
 #[cfg(test)]

@@ -36,10 +36,13 @@
 //! files only appear by rename. During step 3 a reader may see some of a
 //! flush's files and not yet the others; it never sees a record twice.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -132,7 +135,8 @@ struct Transaction {
 /// One flush of one source.
 pub struct Flush<'a> {
     pub first_offset: i64,
-    pub deliveries: &'a [DeliveryRow],
+    /// The rows, in chunks as buffered.
+    pub deliveries: &'a [Vec<DeliveryRow>],
     pub rejected: &'a [RejectedRow],
     pub checkpoint: Checkpoint,
 }
@@ -233,17 +237,21 @@ impl Committer {
         let mut stats = FlushStats::default();
         let mut files = Vec::new();
 
-        let mut groups: std::collections::BTreeMap<(String, String), Vec<&DeliveryRow>> =
-            Default::default();
-        for row in flush.deliveries {
+        // Rows by (local date, organisation as given), then by the
+        // partition those name: organisations differing only in case share
+        // a partition.
+        let mut given: HashMap<(NaiveDate, &str), Vec<&DeliveryRow>> = HashMap::new();
+        for row in flush.deliveries.iter().flatten() {
             let date = row.event.event_time.with_timezone(&self.time_zone).date_naive();
-            groups
-                .entry((date.to_string(), encode_org(&row.event.org_id)))
-                .or_default()
-                .push(row);
+            given.entry((date, row.event.org_id.as_str())).or_default().push(row);
+        }
+        let mut groups: BTreeMap<(String, String), Vec<&DeliveryRow>> = BTreeMap::new();
+        for ((date, org), rows) in given {
+            groups.entry((date.to_string(), encode_org(org))).or_default().extend(rows);
         }
         // One file per output partition, written by as many threads as
-        // there are cores: encoding and compression dominate a flush.
+        // there are cores, the largest first: encoding and compression
+        // dominate a flush.
         let jobs: Vec<(PathBuf, PathBuf, &Vec<&DeliveryRow>)> = groups
             .iter()
             .enumerate()
@@ -254,41 +262,48 @@ impl Committer {
                 (staged, target, rows)
             })
             .collect();
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].2.len()));
+        let next = AtomicUsize::new(0);
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(jobs.len().max(1));
-        let written: Vec<Result<u64, SinkError>> = std::thread::scope(|scope| {
+        let mut written: Vec<Option<Result<u64, SinkError>>> =
+            (0..jobs.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    let jobs = &jobs;
+                .map(|_| {
+                    let (jobs, order, next) = (&jobs, &order, &next);
                     scope.spawn(move || {
-                        jobs.iter()
-                            .skip(w)
-                            .step_by(workers)
-                            .map(|(staged, _, rows)| {
-                                write_parquet(staged, &deliveries_batch(rows))
-                            })
-                            .collect::<Vec<_>>()
+                        let mut done = Vec::new();
+                        while let Some(&i) =
+                            order.get(next.fetch_add(1, Ordering::Relaxed))
+                        {
+                            let (staged, _, rows) = &jobs[i];
+                            done.push((
+                                i,
+                                write_parquet(staged, &deliveries_batch(rows)),
+                            ));
+                        }
+                        done
                     })
                 })
                 .collect();
-            let mut per_worker: Vec<std::vec::IntoIter<Result<u64, SinkError>>> = handles
-                .into_iter()
-                .map(|h| {
-                    h.join().expect("a Parquet writer thread does not panic").into_iter()
-                })
-                .collect();
-            (0..jobs.len())
-                .map(|i| per_worker[i % workers].next().expect("one result per job"))
-                .collect()
+            for handle in handles {
+                for (i, result) in
+                    handle.join().expect("a Parquet writer thread does not panic")
+                {
+                    written[i] = Some(result);
+                }
+            }
         });
+        let written = written.into_iter().map(|r| r.expect("every file was written"));
         for ((staged, target, rows), bytes) in jobs.into_iter().zip(written) {
             stats.bytes += bytes?;
             stats.rows += rows.len();
             files.push(StagedFile { staged, target });
         }
-        let mut by_date: std::collections::BTreeMap<String, Vec<&RejectedRow>> =
-            Default::default();
+        let mut by_date: BTreeMap<String, Vec<&RejectedRow>> = BTreeMap::new();
         for row in flush.rejected {
             let date = row.received_at.with_timezone(&self.time_zone).date_naive();
             by_date.entry(date.to_string()).or_default().push(row);

@@ -15,7 +15,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 
-use crate::event::{DeliveryEvent, domain_of};
+use crate::event::DeliveryEvent;
 
 /// Where a record came from: the Kafka topic and partition (or the input
 /// file) and its offset there.
@@ -31,6 +31,9 @@ pub struct SourcePosition {
 pub struct DeliveryRow {
     pub event: DeliveryEvent,
     pub event_id: String,
+    /// The sender's and recipient's domains, lower-cased.
+    pub sender_domain: Option<String>,
+    pub recipient_domain: Option<String>,
     pub category: Option<String>,
     pub reason: Option<String>,
     pub severity: Option<&'static str>,
@@ -139,15 +142,13 @@ pub fn deliveries_batch(rows: &[&DeliveryRow]) -> RecordBatch {
     for row in rows {
         let e = &row.event;
         time.append_value(e.event_time.timestamp_micros());
-        let sender_domain = e.sender.as_deref().and_then(domain_of);
-        let recipient_domain = domain_of(&e.recipient);
         let texts: [Option<&str>; 20] = [
             Some(&row.event_id),
             Some(&e.org_id),
             e.sender.as_deref(),
-            sender_domain.as_deref(),
+            row.sender_domain.as_deref(),
             Some(&e.recipient),
-            recipient_domain.as_deref(),
+            row.recipient_domain.as_deref(),
             e.message_id.as_deref(),
             e.queue_id.as_deref(),
             Some(e.outcome.as_str()),
