@@ -20,6 +20,31 @@ mod report_cli;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Keeps freed memory for reuse instead of handing it back to the OS.
+///
+/// A flush frees its whole buffer and the next one fills again at once;
+/// mimalloc's default (purge freed memory after 10 ms) made the kernel
+/// clear those pages again on every flush. Zstandard, in C, allocates its
+/// contexts with the C library's malloc: one per column of every file
+/// written, each above glibc's default mmap threshold, so each was a fresh
+/// mapping to fault in and clear. Together these cost more than decoding.
+/// The process stays at its peak size instead, which the flush policy
+/// bounds.
+fn keep_freed_memory() {
+    // `mi_option_purge_delay` in mimalloc.h (v3, as libmimalloc-sys 0.1.49
+    // builds it): milliseconds before freed memory is purged, -1 for never.
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: setting an option is allowed at any time and takes no pointer.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc tunables; called before any thread
+    // starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "bouncelens",
@@ -202,6 +227,7 @@ enum ConfigAction {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

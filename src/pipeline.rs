@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::classify_event;
@@ -164,8 +165,8 @@ impl SourceWriter {
     }
 
     /// Decodes and classifies a batch of messages ahead of
-    /// [`accept_prepared`](Self::accept_prepared), split over `threads`
-    /// threads. Messages that need the source's join state (Postfix lines)
+    /// [`accept_prepared`](Self::accept_prepared), on the shared thread
+    /// pool unless `threads` is 1. Messages that need the source's join state (Postfix lines)
     /// come back as [`Prepared::InOrder`] and are decoded when taken.
     /// `first_offset` is the offset of `payloads[0]`; the rest follow on.
     pub fn prepare(
@@ -187,30 +188,10 @@ impl SourceWriter {
                 None => Prepared::InOrder,
             }
         };
-        let threads = threads.clamp(1, payloads.len().div_ceil(256).max(1));
-        if threads == 1 {
+        if threads <= 1 {
             return payloads.iter().enumerate().map(one).collect();
         }
-        let chunk = payloads.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = payloads
-                .chunks(chunk)
-                .enumerate()
-                .map(|(n, part)| {
-                    let one = &one;
-                    scope.spawn(move || {
-                        part.iter()
-                            .enumerate()
-                            .map(|(i, p)| one((n * chunk + i, p)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|h| h.join().expect("a decoding thread does not panic"))
-                .collect()
-        })
+        payloads.par_iter().enumerate().with_min_len(256).map(one).collect()
     }
 
     /// Buffers one message, decoded ahead by [`prepare`](Self::prepare) or

@@ -40,13 +40,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{Layout, encode_org};
@@ -249,9 +249,8 @@ impl Committer {
         for ((date, org), rows) in given {
             groups.entry((date.to_string(), encode_org(org))).or_default().extend(rows);
         }
-        // One file per output partition, written by as many threads as
-        // there are cores, the largest first: encoding and compression
-        // dominate a flush.
+        // One file per output partition, written on every core: encoding
+        // and compression dominate a flush.
         let jobs: Vec<(PathBuf, PathBuf, &Vec<&DeliveryRow>)> = groups
             .iter()
             .enumerate()
@@ -262,42 +261,10 @@ impl Committer {
                 (staged, target, rows)
             })
             .collect();
-        let mut order: Vec<usize> = (0..jobs.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].2.len()));
-        let next = AtomicUsize::new(0);
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(jobs.len().max(1));
-        let mut written: Vec<Option<Result<u64, SinkError>>> =
-            (0..jobs.len()).map(|_| None).collect();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    let (jobs, order, next) = (&jobs, &order, &next);
-                    scope.spawn(move || {
-                        let mut done = Vec::new();
-                        while let Some(&i) =
-                            order.get(next.fetch_add(1, Ordering::Relaxed))
-                        {
-                            let (staged, _, rows) = &jobs[i];
-                            done.push((
-                                i,
-                                write_parquet(staged, &deliveries_batch(rows)),
-                            ));
-                        }
-                        done
-                    })
-                })
-                .collect();
-            for handle in handles {
-                for (i, result) in
-                    handle.join().expect("a Parquet writer thread does not panic")
-                {
-                    written[i] = Some(result);
-                }
-            }
-        });
-        let written = written.into_iter().map(|r| r.expect("every file was written"));
+        let written: Vec<Result<u64, SinkError>> = jobs
+            .par_iter()
+            .map(|(staged, _, rows)| write_parquet(staged, &deliveries_batch(rows)))
+            .collect();
         for ((staged, target, rows), bytes) in jobs.into_iter().zip(written) {
             stats.bytes += bytes?;
             stats.rows += rows.len();
