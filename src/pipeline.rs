@@ -359,3 +359,87 @@ impl SourceWriter {
         Ok(Some((self.next_offset, stats)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::Layout;
+
+    const EVENTS: &str = include_str!("../tests/fixtures/events.ndjson");
+    const POSTFIX: &str = include_str!("../examples/postfix-mail.log");
+
+    /// Canonical events and Postfix lines interleaved, with broken
+    /// messages of each kind among them.
+    fn messages() -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (event, postfix) in EVENTS.lines().zip(POSTFIX.lines()).take(1500) {
+            out.push(event.as_bytes().to_vec());
+            out.push(postfix.as_bytes().to_vec());
+        }
+        let broken: [&[u8]; 4] = [
+            b"{\"timestamp\": 1, \"recipient",
+            b"\xff\xfe not text",
+            b"   ",
+            br#"{"type":"Reception","id":"x","sender":"a@b.c","recipient":"d@e.f","response":{"code":250},"timestamp":1}"#,
+        ];
+        for (i, bad) in broken.iter().enumerate() {
+            out.insert(100 + 700 * i, bad.to_vec());
+        }
+        out
+    }
+
+    /// What a writer buffered, as text to compare.
+    fn taken(writer: &SourceWriter) -> (Vec<String>, Vec<String>, Totals) {
+        let rows = writer.deliveries.iter().flatten().map(|r| format!("{r:?}")).collect();
+        let rejected = writer.rejected.iter().map(|r| format!("{r:?}")).collect();
+        (rows, rejected, writer.totals())
+    }
+
+    #[test]
+    fn batches_prepared_on_the_pool_buffer_what_one_at_a_time_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let committer = Committer::new(Layout::new(dir.path()), chrono_tz::UTC);
+        let classifier = Classifier::builtin();
+        let settings =
+            DecodeSettings { syslog_year: Some(2014), ..DecodeSettings::default() };
+        let received = DateTime::from_timestamp(1_764_583_200, 0);
+        let open = |name: &str| {
+            SourceWriter::open(
+                &committer,
+                name.into(),
+                "t".into(),
+                0,
+                settings.clone(),
+                64,
+            )
+            .unwrap()
+        };
+        let messages = messages();
+        let mut one_by_one = open("a");
+        for (offset, m) in messages.iter().enumerate() {
+            one_by_one.accept(&classifier, offset as i64, m, received);
+        }
+        let expected = taken(&one_by_one);
+        assert!(expected.0.len() > 2000, "the batch yields deliveries");
+        assert!(expected.1.len() >= 3, "the broken messages are dead letters");
+        assert!(expected.2.skipped >= 1, "the KumoMTA reception is skipped");
+        for threads in [1, 2, 4] {
+            let mut batched = open("b");
+            let payloads: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+            for (n, batch) in payloads.chunks(777).enumerate() {
+                let first = (n * 777) as i64;
+                let prepared = batched.prepare(&classifier, first, batch, threads);
+                for (i, (payload, p)) in batch.iter().zip(prepared).enumerate() {
+                    batched.accept_prepared(
+                        &classifier,
+                        first + i as i64,
+                        payload,
+                        received,
+                        p,
+                    );
+                }
+            }
+            assert_eq!(taken(&batched), expected, "{threads} threads");
+        }
+    }
+}
