@@ -3,7 +3,8 @@
 //! - every FAQ phrase, alone and inside a realistic reply, gives its
 //!   group's category, or the documented resolution;
 //! - the overlaps the FAQ creates are resolved as documented;
-//! - accuracy on the Sisimai development set is printed and held to 95%.
+//! - accuracy on the Sisimai development set is printed and held to what
+//!   was measured (the aim is 95%).
 
 use std::collections::HashMap;
 
@@ -260,12 +261,48 @@ fn severity_follows_the_reply_code_class() {
     );
 }
 
+/// Records that passed through Sisimai carry its X.0.9YY pseudo status
+/// codes; with no phrase, each names its reason.
+#[test]
+fn sisimai_pseudo_status_codes_name_their_reason() {
+    let c = Classifier::builtin();
+    let cases = [
+        ("5.0.911", "recipient_unknown"),
+        ("5.0.912", "domain_error"),
+        ("5.0.921", "mailbox_expired_or_locked"),
+        ("5.0.922", "mailbox_full"),
+        ("5.0.934", "message_too_large"),
+        ("4.0.944", "network_error"),
+        ("5.0.909", "relay_denied"),
+        ("5.0.971", "blacklisted"),
+        ("5.0.918", "rejected_by_recipient"),
+    ];
+    // 5.0.900, "undefined", says nothing: the reply code decides.
+    let undefined = c.classify(&Reply {
+        text: "Unable to deliver message",
+        reply_code: Some(550),
+        enhanced_code: EnhancedCode::parse("5.0.900"),
+        outcome_severity: None,
+    });
+    assert_eq!(undefined.rule.as_str(), "reply_code");
+    for (code, category) in cases {
+        let v = c.classify(&Reply {
+            text: "Unable to deliver message",
+            reply_code: Some(550),
+            enhanced_code: EnhancedCode::parse(code),
+            outcome_severity: None,
+        });
+        assert_eq!(v.category(), category, "{code}");
+        assert_eq!(v.rule.as_str(), "enhanced_code", "{code}");
+    }
+}
+
 /// Accuracy on the Sisimai development set: the share of rows whose
 /// category is one the reason map accepts. Printed, and held to the
-/// measured 92.8% (233 of 251). Most of the 18 rows still missed carry
+/// measured 94.4% (237 of 251). Most of the 14 rows still missed carry
 /// labels that contradict their text (one text under three reasons, a
-/// "User Unknown" labelled mailbox-full) or no text at all; the aim of 95%
-/// stays open until the taxonomy learns the remaining kinds.
+/// "User Unknown" labelled mailbox-full) or name a host where a user is
+/// expected; the aim of 95% stays open.
 #[test]
 fn accuracy_on_the_sisimai_development_set() {
     let c = Classifier::builtin();
@@ -310,8 +347,8 @@ fn accuracy_on_the_sisimai_development_set() {
     }
     assert_eq!(unclassified, 0, "no row may be unclassified");
     assert!(
-        pct >= 92.8,
-        "accuracy {pct:.1}% is below the 92.8% measured:\n{}",
+        pct >= 94.4,
+        "accuracy {pct:.1}% is below the 94.4% measured:\n{}",
         misses.join("\n")
     );
 }
