@@ -221,7 +221,7 @@ fn digits_at(b: &[u8], start: usize) -> usize {
     b[start.min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count()
 }
 
-fn is_code_char(c: u8) -> bool {
+pub(crate) fn is_code_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'@' || c == b'/'
 }
 

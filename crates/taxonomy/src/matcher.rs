@@ -4,8 +4,12 @@
 //!
 //! 1. **Phrases.** The reply is folded (see [`super::normalize`]) and every
 //!    taxonomy phrase is searched for at once with one Aho-Corasick
-//!    automaton; ASCII letters compare case-insensitively (both sides are
-//!    lower-cased). Phrases that begin with a letter
+//!    automaton (see [`super::dfa`]); ASCII letters compare
+//!    case-insensitively (both sides are lower-cased). An ASCII reply is
+//!    not folded into a buffer first: the automaton reads it as it is,
+//!    taking capitals and runs of white space as folding would leave them,
+//!    and the scan skips the continuation markers folding drops, in the
+//!    same pass that finds the reply code. Phrases that begin with a letter
 //!    or digit must begin a token (`a not found` does not match inside
 //!    `data not found`); short phrases (six characters or fewer) and phrases
 //!    ending in a digit must also end one (`SDN3` does not match `SDN31`).
@@ -35,15 +39,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use serde::Serialize;
 
 use super::codes::{
-    EnhancedCode, EnhancedPattern, ReplyPattern, find_enhanced_code, find_reply_code,
-    parse_reply_code,
+    EnhancedCode, EnhancedPattern, ReplyPattern, find_enhanced_code, parse_reply_code,
 };
+use super::dfa::PhraseDfa;
 use super::model::{Reason, Severity, Taxonomy, TaxonomyError, UNCLASSIFIED};
-use super::normalize::fold_reply_with_code;
+use super::normalize::{fold_reply, scan_ascii_reply};
 
 /// Phrases this short or shorter must stand as whole tokens.
 const SHORT_PHRASE_CHARS: usize = 6;
@@ -128,9 +131,12 @@ impl<'t> Verdict<'t> {
 
 struct PhraseMeta {
     reason: usize,
+    /// The reason's priority, kept here for the hot loop.
+    priority: i32,
     phrase: String,
     chars: usize,
-    token_start: bool,
+    /// Whether the phrase must end a token. (That one starting with a
+    /// letter or digit must start a token, the automaton sees to.)
     token_end: bool,
 }
 
@@ -141,21 +147,16 @@ pub struct Classifier {
 }
 
 struct PhraseSet {
-    automaton: AhoCorasick,
+    automaton: PhraseDfa,
     /// Pattern number -> index into `phrases`.
     phrase_of: Vec<usize>,
 }
 
 impl PhraseSet {
-    fn build(patterns: &[(String, usize)]) -> Result<Self, TaxonomyError> {
-        let automaton = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(patterns.iter().map(|(p, _)| p))
-            .map_err(|e| TaxonomyError::Invalid {
-                problems: vec![format!("the phrases cannot be compiled: {e}")],
-            })?;
-        Ok(Self { automaton, phrase_of: patterns.iter().map(|(_, i)| *i).collect() })
+    fn build(patterns: &[(String, usize)]) -> Self {
+        let automaton =
+            PhraseDfa::new(&patterns.iter().map(|(p, _)| p).collect::<Vec<_>>());
+        Self { automaton, phrase_of: patterns.iter().map(|(_, i)| *i).collect() }
     }
 }
 
@@ -163,8 +164,8 @@ struct Inner {
     taxonomy: Taxonomy,
     /// Phrases written in ASCII only, and the rest (Chinese and mixed):
     /// two automata, so the one every reply runs through stays small
-    /// enough for the CPU cache, and the other runs only over replies that
-    /// have non-ASCII text.
+    /// enough for the CPU cache (and can read ASCII replies unfolded), and
+    /// the other runs only over replies that have non-ASCII text.
     ascii: PhraseSet,
     other: PhraseSet,
     phrases: Vec<PhraseMeta>,
@@ -173,7 +174,7 @@ struct Inner {
 }
 
 thread_local! {
-    static FOLDED: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    static FOLDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Classifier {
@@ -198,7 +199,6 @@ impl Classifier {
                     .join(" ")
                     .to_ascii_lowercase();
                 let chars = folded.chars().count();
-                let first = folded.chars().next().expect("validated non-empty");
                 let last = folded.chars().last().expect("validated non-empty");
                 if folded.is_ascii() {
                     ascii_patterns.push((folded.clone(), phrases.len()));
@@ -207,9 +207,9 @@ impl Classifier {
                 }
                 phrases.push(PhraseMeta {
                     reason: index,
+                    priority: reason.priority,
                     phrase: phrase.to_string(),
                     chars,
-                    token_start: first.is_ascii_alphanumeric(),
                     token_end: last.is_ascii_alphanumeric()
                         && (chars <= SHORT_PHRASE_CHARS || last.is_ascii_digit()),
                 });
@@ -223,8 +223,8 @@ impl Classifier {
                 reply.insert(p, index);
             }
         }
-        let ascii = PhraseSet::build(&ascii_patterns)?;
-        let other = PhraseSet::build(&other_patterns)?;
+        let ascii = PhraseSet::build(&ascii_patterns);
+        let other = PhraseSet::build(&other_patterns);
         Ok(Self {
             inner: Arc::new(Inner { taxonomy, ascii, other, phrases, enhanced, reply }),
         })
@@ -242,7 +242,7 @@ impl Classifier {
 
     /// Classifies one reply.
     pub fn classify<'t>(&'t self, reply: &Reply<'_>) -> Verdict<'t> {
-        let code_in_text = find_reply_code(reply.text);
+        let (phrase, code_in_text) = self.match_phrase(reply.text);
         let reply_code = reply.reply_code.or(code_in_text);
         // Finding the enhanced code in the text is only needed when no
         // reply code sets the severity or no strong phrase decides.
@@ -262,7 +262,7 @@ impl Classifier {
             },
         };
         let severity_hint = severity_from_codes.or(reply.outcome_severity);
-        let phrase = self.match_phrase(reply.text, code_in_text).filter(|(r, _)| {
+        let phrase = phrase.filter(|(r, _)| {
             let weak = self.inner.taxonomy.reasons[*r].priority < 0;
             !(weak && enhanced().and_then(|c| self.lookup_enhanced_specific(c)).is_some())
         });
@@ -293,39 +293,51 @@ impl Classifier {
         Verdict { reason, severity, rule, matched }
     }
 
-    /// The best phrase in `text` by priority, then length, then position.
-    fn match_phrase(&self, text: &str, code: Option<u16>) -> Option<(usize, &str)> {
-        FOLDED.with(|buf| {
-            let mut folded = buf.borrow_mut();
-            fold_reply_with_code(text, code, &mut folded);
-            let hay = folded.as_slice();
-            let mut best: Option<(i32, usize, std::cmp::Reverse<usize>, usize)> = None;
-            let other = (!hay.is_ascii()).then_some(&self.inner.other);
-            let matches =
-                std::iter::once(&self.inner.ascii).chain(other).flat_map(|set| {
-                    set.automaton.find_overlapping_iter(hay).map(move |m| {
-                        (set.phrase_of[m.pattern().as_usize()], m.start(), m.end())
-                    })
-                });
-            for (index, start, end) in matches {
-                let meta = &self.inner.phrases[index];
-                if meta.token_start && start > 0 && is_word_byte(hay[start - 1]) {
-                    continue;
-                }
-                if meta.token_end && hay.get(end).is_some_and(|&b| is_word_byte(b)) {
-                    continue;
-                }
-                let priority = self.inner.taxonomy.reasons[meta.reason].priority;
-                let key = (priority, meta.chars, std::cmp::Reverse(start), index);
-                if best.is_none_or(|b| (key.0, key.1, key.2) > (b.0, b.1, b.2)) {
-                    best = Some(key);
-                }
-            }
-            best.map(|(_, _, _, p)| {
-                let meta = &self.inner.phrases[p];
-                (meta.reason, meta.phrase.as_str())
-            })
-        })
+    /// The best phrase in `text` by priority, then length, then position
+    /// (its reason and the phrase as written), and the reply code in the
+    /// text (see [`fold_reply`]).
+    fn match_phrase(&self, text: &str) -> (Option<(usize, &str)>, Option<u16>) {
+        let (best, code) = if text.is_ascii() {
+            self.best_unfolded(text.as_bytes())
+        } else {
+            FOLDED.with_borrow_mut(|folded| self.best_folded(text, folded))
+        };
+        let phrase = best.map(|index| {
+            let meta = &self.inner.phrases[index];
+            (meta.reason, meta.phrase.as_str())
+        });
+        (phrase, code)
+    }
+
+    /// The best phrase of an ASCII reply, read as it is: the automaton folds
+    /// case and white space itself, and the scan leaves out the repeated
+    /// continuation markers.
+    fn best_unfolded(&self, text: &[u8]) -> (Option<usize>, Option<u16>) {
+        let mut best = Best::new(&self.inner.phrases);
+        let set = &self.inner.ascii;
+        let dfa = &set.automaton;
+        let mut state = dfa.start();
+        let code = scan_ascii_reply(text, |at, byte| {
+            state = dfa.next(state, byte);
+            dfa.matches(state, at + 1, &mut |p, end| best.consider(text, set, p, end));
+        });
+        (best.index(), code)
+    }
+
+    /// The best phrase of any reply, folded into `folded` first.
+    fn best_folded(
+        &self,
+        text: &str,
+        folded: &mut Vec<u8>,
+    ) -> (Option<usize>, Option<u16>) {
+        let code = fold_reply(text, folded);
+        let hay = folded.as_slice();
+        let mut best = Best::new(&self.inner.phrases);
+        let sets = [&self.inner.ascii, &self.inner.other];
+        for set in &sets[..if hay.is_ascii() { 1 } else { 2 }] {
+            set.automaton.for_each_match(hay, |p, end| best.consider(hay, set, p, end));
+        }
+        (best.index(), code)
     }
 
     fn lookup_enhanced(&self, code: EnhancedCode) -> Option<usize> {
@@ -354,6 +366,79 @@ impl Classifier {
     }
 }
 
+/// The best phrase so far, as its key: priority, length in characters,
+/// leftmost start; and its index in `phrases`.
+struct Best<'a> {
+    phrases: &'a [PhraseMeta],
+    key: Option<(i32, usize, std::cmp::Reverse<usize>, usize)>,
+}
+
+impl<'a> Best<'a> {
+    fn new(phrases: &'a [PhraseMeta]) -> Self {
+        Self { phrases, key: None }
+    }
+
+    /// A match of `pattern` of `set` ending at `end` of `hay`, the text the
+    /// automaton read. Its start, `end` less its length, is where it
+    /// started in folded text, or (in text read unfolded, where white space
+    /// runs and dropped markers may lie inside it) at least a position
+    /// that orders matches of one length as their starts do, which is all
+    /// the comparison needs.
+    #[inline]
+    fn consider(&mut self, hay: &[u8], set: &PhraseSet, pattern: usize, end: usize) {
+        let index = set.phrase_of[pattern];
+        let meta = &self.phrases[index];
+        if meta.token_end && hay.get(end).is_some_and(|&b| is_word_byte(b)) {
+            return;
+        }
+        let start = end - set.automaton.len_of(pattern);
+        let key = (meta.priority, meta.chars, std::cmp::Reverse(start), index);
+        if self.key.is_none_or(|b| (key.0, key.1, key.2) > (b.0, b.1, b.2)) {
+            self.key = Some(key);
+        }
+    }
+
+    fn index(&self) -> Option<usize> {
+        self.key.map(|(_, _, _, index)| index)
+    }
+}
+
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV: &str = include_str!("../../../tests/fixtures/sisimai-dev.tsv");
+
+    /// Real replies, and each again in capitals, with its white space as
+    /// runs of tabs and line breaks, and wrapped as a multi-line reply.
+    fn replies() -> Vec<String> {
+        let mut out = Vec::new();
+        for text in DEV.lines().skip(1).filter_map(|l| l.split('\t').nth(4)) {
+            out.push(text.to_string());
+            out.push(text.to_ascii_uppercase());
+            out.push(text.replace(' ', " \t\r\n "));
+            let words: Vec<&str> = text.split(' ').collect();
+            let lines: Vec<String> = words.chunks(3).map(|c| c.join(" ")).collect();
+            out.push(format!("550-5.1.1 {}", lines.join("\n550-5.1.1 ")));
+            out.push(format!("451 {}", lines.join("\r\n451-")));
+        }
+        out
+    }
+
+    #[test]
+    fn ascii_replies_read_unfolded_decide_as_folded() {
+        let classifier = Classifier::builtin();
+        let mut folded = Vec::new();
+        let mut decided = 0;
+        for text in replies().iter().filter(|t| t.is_ascii()) {
+            let unfolded = classifier.best_unfolded(text.as_bytes());
+            assert_eq!(unfolded, classifier.best_folded(text, &mut folded), "{text:?}");
+            decided += usize::from(unfolded.0.is_some());
+        }
+        assert!(decided > 1000, "only {decided} replies had a phrase");
+    }
 }
