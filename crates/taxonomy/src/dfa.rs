@@ -265,18 +265,17 @@ impl PhraseDfa {
         column[state as usize]
     }
 
-    /// Calls `found(pattern, end)` for each pattern that ends at `end` if
-    /// `state` was entered by reading the byte before `end`.
+    /// Whether patterns end where `state` is entered.
     #[inline(always)]
-    pub fn matches(&self, state: u32, end: usize, found: &mut impl FnMut(usize, usize)) {
-        if state >= self.first_match {
-            self.report(state, end, found);
-        }
+    pub fn is_match(&self, state: u32) -> bool {
+        state >= self.first_match
     }
 
+    /// Calls `found(pattern, end)` for each pattern that ends at `end` if
+    /// match state `state` was entered by reading the byte before `end`.
     #[cold]
     #[inline(never)]
-    fn report(&self, state: u32, end: usize, found: &mut impl FnMut(usize, usize)) {
+    pub fn report(&self, state: u32, end: usize, found: &mut impl FnMut(usize, usize)) {
         let k = (state - self.first_match) as usize;
         let from = self.out_at[k] as usize;
         let to = self.out_at[k + 1] as usize;
@@ -292,7 +291,9 @@ impl PhraseDfa {
         let mut state = self.start();
         for (i, &b) in hay.iter().enumerate() {
             state = self.next(state, b);
-            self.matches(state, i + 1, &mut found);
+            if self.is_match(state) {
+                self.report(state, i + 1, &mut found);
+            }
         }
     }
 

@@ -319,7 +319,9 @@ impl Classifier {
         let mut state = dfa.start();
         let code = scan_ascii_reply(text, |at, byte| {
             state = dfa.next(state, byte);
-            dfa.matches(state, at + 1, &mut |p, end| best.consider(text, set, p, end));
+            if dfa.is_match(state) {
+                dfa.report(state, at + 1, &mut |p, end| best.consider(text, set, p, end));
+            }
         });
         (best.index(), code)
     }
