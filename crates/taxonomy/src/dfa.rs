@@ -26,13 +26,76 @@
 //! except at the root, which is therefore split in two.
 //!
 //! Bytes that no phrase uses share a class (by whether they are letters or
-//! digits, and whether they are word bytes), so a row of the table has one
-//! entry per class rather than 256. State ids are premultiplied by the row
-//! length, and the states with matches are numbered last, so the scan loop
+//! digits, and whether they are word bytes), so the table has one column
+//! per class rather than 256. It is stored column by column with the
+//! states numbered breadth first, so the few states a scan spends most of
+//! its time in share a cache line of each column, and with `u16` state
+//! numbers while they fit (the built-in taxonomy needs about 8,000), which
+//! halves it. The states with matches are numbered last, so the scan loop
 //! is one table load and one comparison per byte.
 
+/// A state number as the table stores it: `u16` while the states fit,
+/// which halves the table, else `u32`.
+pub trait StateId: Copy {
+    fn from_u32(id: u32) -> Option<Self>;
+    fn get(self) -> u32;
+}
+
+impl StateId for u16 {
+    fn from_u32(id: u32) -> Option<Self> {
+        u16::try_from(id).ok()
+    }
+    #[inline(always)]
+    fn get(self) -> u32 {
+        u32::from(self)
+    }
+}
+
+impl StateId for u32 {
+    fn from_u32(id: u32) -> Option<Self> {
+        Some(id)
+    }
+    #[inline(always)]
+    fn get(self) -> u32 {
+        self
+    }
+}
+
+/// The automaton of a set of patterns, with the narrowest table that fits.
+pub enum Automaton {
+    Narrow(PhraseDfa<u16>),
+    Wide(PhraseDfa<u32>),
+}
+
+impl Automaton {
+    /// See [`PhraseDfa::new`].
+    pub fn new<P: AsRef<[u8]>>(patterns: &[P]) -> Self {
+        let wide = PhraseDfa::new(patterns);
+        match wide.narrow() {
+            Some(narrow) => Self::Narrow(narrow),
+            None => Self::Wide(wide),
+        }
+    }
+
+    /// See [`PhraseDfa::for_each_match`].
+    pub fn for_each_match(&self, hay: &[u8], found: impl FnMut(usize, usize)) {
+        match self {
+            Self::Narrow(dfa) => dfa.for_each_match(hay, found),
+            Self::Wide(dfa) => dfa.for_each_match(hay, found),
+        }
+    }
+
+    /// The length of pattern `pattern` in bytes.
+    pub fn len_of(&self, pattern: usize) -> usize {
+        match self {
+            Self::Narrow(dfa) => dfa.lens[pattern],
+            Self::Wide(dfa) => dfa.lens[pattern],
+        }
+    }
+}
+
 /// An automaton over a fixed set of byte-string patterns.
-pub struct PhraseDfa {
+pub struct PhraseDfa<S> {
     /// Byte -> where its class's column starts in `trans`.
     column: [u32; 256],
     /// Number of states.
@@ -41,7 +104,7 @@ pub struct PhraseDfa {
     /// state after `s` reads `b`. Laid out so that the few states a scan
     /// spends most of its time in (the roots, short prefixes) share a few
     /// cache lines of every column.
-    trans: Vec<u32>,
+    trans: Vec<S>,
     /// States from this one on have matches.
     first_match: u32,
     /// For match state `first_match + k`: its patterns are
@@ -61,7 +124,7 @@ fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-impl PhraseDfa {
+impl PhraseDfa<u32> {
     /// Builds the automaton. Pattern `i` is reported as `i`.
     ///
     /// The automaton reads folded text (see [`super::normalize`]), and
@@ -252,6 +315,23 @@ impl PhraseDfa {
         Self { column, states, trans, first_match, out_at, out, lens }
     }
 
+    /// The same automaton with a `u16` table, if its states fit.
+    pub fn narrow(&self) -> Option<PhraseDfa<u16>> {
+        let trans =
+            self.trans.iter().map(|&s| u16::from_u32(s)).collect::<Option<_>>()?;
+        Some(PhraseDfa {
+            column: self.column,
+            states: self.states,
+            trans,
+            first_match: self.first_match,
+            out_at: self.out_at.clone(),
+            out: self.out.clone(),
+            lens: self.lens.clone(),
+        })
+    }
+}
+
+impl<S: StateId> PhraseDfa<S> {
     /// The state to start a scan in.
     pub fn start(&self) -> u32 {
         START
@@ -262,7 +342,7 @@ impl PhraseDfa {
     pub fn next(&self, state: u32, byte: u8) -> u32 {
         let at = self.column[usize::from(byte)] as usize;
         let column = &self.trans[at..at + self.states];
-        column[state as usize]
+        column[state as usize].get()
     }
 
     /// Whether patterns end where `state` is entered.
@@ -296,11 +376,6 @@ impl PhraseDfa {
             }
         }
     }
-
-    /// The length of pattern `pattern` in bytes.
-    pub fn len_of(&self, pattern: usize) -> usize {
-        self.lens[pattern]
-    }
 }
 
 #[cfg(test)]
@@ -328,10 +403,17 @@ mod tests {
         found
     }
 
+    /// The matches of the automaton, with each width of table.
     fn dfa(patterns: &[&str], hay: &[u8]) -> Vec<(usize, usize)> {
+        let wide = PhraseDfa::new(patterns);
         let mut found = Vec::new();
-        PhraseDfa::new(patterns).for_each_match(hay, |p, end| found.push((p, end)));
+        wide.for_each_match(hay, |p, end| found.push((p, end)));
         found.sort();
+        let mut narrow = Vec::new();
+        let table = wide.narrow().expect("a small automaton fits u16");
+        table.for_each_match(hay, |p, end| narrow.push((p, end)));
+        narrow.sort();
+        assert_eq!(found, narrow);
         found
     }
 

@@ -44,7 +44,7 @@ use serde::Serialize;
 use super::codes::{
     EnhancedCode, EnhancedPattern, ReplyPattern, find_enhanced_code, parse_reply_code,
 };
-use super::dfa::PhraseDfa;
+use super::dfa::{Automaton, PhraseDfa, StateId};
 use super::model::{Reason, Severity, Taxonomy, TaxonomyError, UNCLASSIFIED};
 use super::normalize::{fold_reply, scan_ascii_reply};
 
@@ -147,7 +147,7 @@ pub struct Classifier {
 }
 
 struct PhraseSet {
-    automaton: PhraseDfa,
+    automaton: Automaton,
     /// Pattern number -> index into `phrases`.
     phrase_of: Vec<usize>,
 }
@@ -155,7 +155,7 @@ struct PhraseSet {
 impl PhraseSet {
     fn build(patterns: &[(String, usize)]) -> Self {
         let automaton =
-            PhraseDfa::new(&patterns.iter().map(|(p, _)| p).collect::<Vec<_>>());
+            Automaton::new(&patterns.iter().map(|(p, _)| p).collect::<Vec<_>>());
         Self { automaton, phrase_of: patterns.iter().map(|(_, i)| *i).collect() }
     }
 }
@@ -313,9 +313,20 @@ impl Classifier {
     /// case and white space itself, and the scan leaves out the repeated
     /// continuation markers.
     fn best_unfolded(&self, text: &[u8]) -> (Option<usize>, Option<u16>) {
+        match &self.inner.ascii.automaton {
+            Automaton::Narrow(dfa) => self.best_unfolded_with(dfa, text),
+            Automaton::Wide(dfa) => self.best_unfolded_with(dfa, text),
+        }
+    }
+
+    #[inline(always)]
+    fn best_unfolded_with<S: StateId>(
+        &self,
+        dfa: &PhraseDfa<S>,
+        text: &[u8],
+    ) -> (Option<usize>, Option<u16>) {
         let mut best = Best::new(&self.inner.phrases);
         let set = &self.inner.ascii;
-        let dfa = &set.automaton;
         let mut state = dfa.start();
         let code = scan_ascii_reply(text, |at, byte| {
             state = dfa.next(state, byte);
