@@ -78,6 +78,7 @@ impl Automaton {
     }
 
     /// See [`PhraseDfa::for_each_match`].
+    #[cfg(test)]
     pub fn for_each_match(&self, hay: &[u8], found: impl FnMut(usize, usize)) {
         match self {
             Self::Narrow(dfa) => dfa.for_each_match(hay, found),
@@ -366,7 +367,9 @@ impl<S: StateId> PhraseDfa<S> {
 
     /// Calls `found(pattern, end)` for every occurrence of every pattern in
     /// `hay` (one starting with a letter or digit only at a token start),
-    /// in order of `end`.
+    /// in order of `end`. (The classifier reads replies with
+    /// [`super::normalize::scan_reply`] and [`Self::next`] instead.)
+    #[cfg(test)]
     pub fn for_each_match(&self, hay: &[u8], mut found: impl FnMut(usize, usize)) {
         let mut state = self.start();
         for (i, &b) in hay.iter().enumerate() {

@@ -5,11 +5,11 @@
 //! 1. **Phrases.** The reply is folded (see [`super::normalize`]) and every
 //!    taxonomy phrase is searched for at once with one Aho-Corasick
 //!    automaton (see [`super::dfa`]); ASCII letters compare
-//!    case-insensitively (both sides are lower-cased). An ASCII reply is
-//!    not folded into a buffer first: the automaton reads it as it is,
-//!    taking capitals and runs of white space as folding would leave them,
-//!    and the scan skips the continuation markers folding drops, in the
-//!    same pass that finds the reply code. Phrases that begin with a letter
+//!    case-insensitively (both sides are lower-cased). The reply is not
+//!    folded into a buffer first: the automaton reads it as it is, taking
+//!    capitals and runs of white space as folding would leave them, and
+//!    the scan skips the continuation markers folding drops, in the same
+//!    pass that finds the reply code. Phrases that begin with a letter
 //!    or digit must begin a token (`a not found` does not match inside
 //!    `data not found`); short phrases (six characters or fewer) and phrases
 //!    ending in a digit must also end one (`SDN3` does not match `SDN31`).
@@ -35,7 +35,6 @@
 //! 4xx soft), else from the enhanced code class, else from the delivery's
 //! outcome when the caller knows it, else from the reason's default.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -46,7 +45,9 @@ use super::codes::{
 };
 use super::dfa::{Automaton, PhraseDfa, StateId};
 use super::model::{Reason, Severity, Taxonomy, TaxonomyError, UNCLASSIFIED};
-use super::normalize::{fold_reply, scan_ascii_reply};
+#[cfg(test)]
+use super::normalize::fold_reply;
+use super::normalize::scan_reply;
 
 /// Phrases this short or shorter must stand as whole tokens.
 const SHORT_PHRASE_CHARS: usize = 6;
@@ -164,17 +165,13 @@ struct Inner {
     taxonomy: Taxonomy,
     /// Phrases written in ASCII only, and the rest (Chinese and mixed):
     /// two automata, so the one every reply runs through stays small
-    /// enough for the CPU cache (and can read ASCII replies unfolded), and
-    /// the other runs only over replies that have non-ASCII text.
+    /// enough for the CPU cache, and the other runs only over replies that
+    /// have non-ASCII text (in the same pass).
     ascii: PhraseSet,
     other: PhraseSet,
     phrases: Vec<PhraseMeta>,
     enhanced: HashMap<EnhancedPattern, usize>,
     reply: HashMap<ReplyPattern, usize>,
-}
-
-thread_local! {
-    static FOLDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Classifier {
@@ -297,11 +294,7 @@ impl Classifier {
     /// (its reason and the phrase as written), and the reply code in the
     /// text (see [`fold_reply`]).
     fn match_phrase(&self, text: &str) -> (Option<(usize, &str)>, Option<u16>) {
-        let (best, code) = if text.is_ascii() {
-            self.best_unfolded(text.as_bytes())
-        } else {
-            FOLDED.with_borrow_mut(|folded| self.best_folded(text, folded))
-        };
+        let (best, code) = self.best_unfolded(text);
         let phrase = best.map(|index| {
             let meta = &self.inner.phrases[index];
             (meta.reason, meta.phrase.as_str())
@@ -309,35 +302,98 @@ impl Classifier {
         (phrase, code)
     }
 
-    /// The best phrase of an ASCII reply, read as it is: the automaton folds
-    /// case and white space itself, and the scan leaves out the repeated
-    /// continuation markers.
-    fn best_unfolded(&self, text: &[u8]) -> (Option<usize>, Option<u16>) {
+    /// The best phrase of a reply (as its index in `phrases`) and the reply
+    /// code, reading the reply as it is: the automata fold case and white
+    /// space themselves, and the scan leaves out the repeated continuation
+    /// markers (see [`scan_reply`]).
+    fn best_unfolded(&self, text: &str) -> (Option<usize>, Option<u16>) {
+        if !text.is_ascii() {
+            return self.best_unfolded_any(text);
+        }
         match &self.inner.ascii.automaton {
-            Automaton::Narrow(dfa) => self.best_unfolded_with(dfa, text),
-            Automaton::Wide(dfa) => self.best_unfolded_with(dfa, text),
+            Automaton::Narrow(dfa) => self.best_unfolded_ascii(dfa, text),
+            Automaton::Wide(dfa) => self.best_unfolded_ascii(dfa, text),
         }
     }
 
+    /// An ASCII reply: only ASCII phrases can match, and only one automaton
+    /// runs.
     #[inline(always)]
-    fn best_unfolded_with<S: StateId>(
+    fn best_unfolded_ascii<S: StateId>(
         &self,
         dfa: &PhraseDfa<S>,
-        text: &[u8],
+        text: &str,
     ) -> (Option<usize>, Option<u16>) {
+        let hay = text.as_bytes();
         let mut best = Best::new(&self.inner.phrases);
         let set = &self.inner.ascii;
         let mut state = dfa.start();
-        let code = scan_ascii_reply(text, |at, byte| {
+        let code = scan_reply(text, |at, byte| {
             state = dfa.next(state, byte);
             if dfa.is_match(state) {
-                dfa.report(state, at + 1, &mut |p, end| best.consider(text, set, p, end));
+                dfa.report(state, at + 1, &mut |p, end| {
+                    // Not where the phrase starts if white space runs or a
+                    // dropped marker lie inside it, but as all the phrases
+                    // here are ASCII, `end` less the length orders
+                    // matches of one length as their starts do, which is
+                    // all the comparison needs.
+                    best.consider(hay, set, p, end, end - set.automaton.len_of(p));
+                });
             }
         });
         (best.index(), code)
     }
 
-    /// The best phrase of any reply, folded into `folded` first.
+    /// Any reply: both automata read it in the same pass, and the length of
+    /// the folded text read so far gives each match its folded start.
+    fn best_unfolded_any(&self, text: &str) -> (Option<usize>, Option<u16>) {
+        use Automaton::{Narrow, Wide};
+        match (&self.inner.ascii.automaton, &self.inner.other.automaton) {
+            (Narrow(a), Narrow(o)) => self.best_unfolded_both(a, o, text),
+            (Narrow(a), Wide(o)) => self.best_unfolded_both(a, o, text),
+            (Wide(a), Narrow(o)) => self.best_unfolded_both(a, o, text),
+            (Wide(a), Wide(o)) => self.best_unfolded_both(a, o, text),
+        }
+    }
+
+    #[inline(always)]
+    fn best_unfolded_both<A: StateId, O: StateId>(
+        &self,
+        ascii: &PhraseDfa<A>,
+        other: &PhraseDfa<O>,
+        text: &str,
+    ) -> (Option<usize>, Option<u16>) {
+        let hay = text.as_bytes();
+        let mut best = Best::new(&self.inner.phrases);
+        let (ascii_set, other_set) = (&self.inner.ascii, &self.inner.other);
+        let (mut a, mut o) = (ascii.start(), other.start());
+        let mut folded_len = 0;
+        let mut after_space = true;
+        let code = scan_reply(text, |at, byte| {
+            let space = byte <= b' ';
+            folded_len += usize::from(!(space && after_space));
+            after_space = space;
+            a = ascii.next(a, byte);
+            o = other.next(o, byte);
+            if ascii.is_match(a) {
+                ascii.report(a, at + 1, &mut |p, end| {
+                    let start = folded_len - ascii_set.automaton.len_of(p);
+                    best.consider(hay, ascii_set, p, end, start);
+                });
+            }
+            if other.is_match(o) {
+                other.report(o, at + 1, &mut |p, end| {
+                    let start = folded_len - other_set.automaton.len_of(p);
+                    best.consider(hay, other_set, p, end, start);
+                });
+            }
+        });
+        (best.index(), code)
+    }
+
+    /// The best phrase of a reply folded into `folded` first, the plain
+    /// way [`Self::best_unfolded`] must agree with.
+    #[cfg(test)]
     fn best_folded(
         &self,
         text: &str,
@@ -348,7 +404,9 @@ impl Classifier {
         let mut best = Best::new(&self.inner.phrases);
         let sets = [&self.inner.ascii, &self.inner.other];
         for set in &sets[..if hay.is_ascii() { 1 } else { 2 }] {
-            set.automaton.for_each_match(hay, |p, end| best.consider(hay, set, p, end));
+            set.automaton.for_each_match(hay, |p, end| {
+                best.consider(hay, set, p, end, end - set.automaton.len_of(p));
+            });
         }
         (best.index(), code)
     }
@@ -392,19 +450,21 @@ impl<'a> Best<'a> {
     }
 
     /// A match of `pattern` of `set` ending at `end` of `hay`, the text the
-    /// automaton read. Its start, `end` less its length, is where it
-    /// started in folded text, or (in text read unfolded, where white space
-    /// runs and dropped markers may lie inside it) at least a position
-    /// that orders matches of one length as their starts do, which is all
-    /// the comparison needs.
+    /// automaton read, and starting at `start` of the folded text.
     #[inline]
-    fn consider(&mut self, hay: &[u8], set: &PhraseSet, pattern: usize, end: usize) {
+    fn consider(
+        &mut self,
+        hay: &[u8],
+        set: &PhraseSet,
+        pattern: usize,
+        end: usize,
+        start: usize,
+    ) {
         let index = set.phrase_of[pattern];
         let meta = &self.phrases[index];
         if meta.token_end && hay.get(end).is_some_and(|&b| is_word_byte(b)) {
             return;
         }
-        let start = end - set.automaton.len_of(pattern);
         let key = (meta.priority, meta.chars, std::cmp::Reverse(start), index);
         if self.key.is_none_or(|b| (key.0, key.1, key.2) > (b.0, b.1, b.2)) {
             self.key = Some(key);
@@ -438,17 +498,19 @@ mod tests {
             let lines: Vec<String> = words.chunks(3).map(|c| c.join(" ")).collect();
             out.push(format!("550-5.1.1 {}", lines.join("\n550-5.1.1 ")));
             out.push(format!("451 {}", lines.join("\r\n451-")));
+            out.push(format!("550-5.1.1 {}", lines.join("\u{3000}\n550-5.1.1\u{a0}")));
+            out.push(format!("用户 {}", lines.join("\u{2003}")));
         }
         out
     }
 
     #[test]
-    fn ascii_replies_read_unfolded_decide_as_folded() {
+    fn replies_read_unfolded_decide_as_folded() {
         let classifier = Classifier::builtin();
         let mut folded = Vec::new();
         let mut decided = 0;
-        for text in replies().iter().filter(|t| t.is_ascii()) {
-            let unfolded = classifier.best_unfolded(text.as_bytes());
+        for text in &replies() {
+            let unfolded = classifier.best_unfolded(text);
             assert_eq!(unfolded, classifier.best_folded(text, &mut folded), "{text:?}");
             decided += usize::from(unfolded.0.is_some());
         }

@@ -77,28 +77,42 @@ pub fn fold_reply(reply: &str, out: &mut Vec<u8>) -> Option<u16> {
     markers.code()
 }
 
-/// Reads an ASCII `reply` as [`fold_reply`] would fold it, without
-/// writing the folded text: calls `byte(at, b)` for every byte the folding
-/// keeps or turns into a space, in order, and returns the reply code. The
-/// caller sees capitals and every byte of a run of white space (up to
-/// 0x20), where folding has small letters and one space; only the
-/// repeated continuation markers are left out.
+/// Reads `reply` as [`fold_reply`] would fold it, without writing the
+/// folded text: calls `byte(at, b)` for every byte the folding keeps or
+/// turns into a space, in order, and returns the reply code. The caller
+/// sees capitals and every byte of a run of ASCII white space (up to
+/// 0x20), where folding has small letters and one space; a non-ASCII
+/// white space character comes as one space, with `at` its last byte.
+/// Only the repeated continuation markers are left out.
 #[inline(always)]
-pub fn scan_ascii_reply(reply: &[u8], mut byte: impl FnMut(usize, u8)) -> Option<u16> {
-    debug_assert!(reply.is_ascii());
+pub fn scan_reply(reply: &str, mut byte: impl FnMut(usize, u8)) -> Option<u16> {
+    let bytes = reply.as_bytes();
     let mut markers = Markers::default();
-    // Where reading resumed after a dropped marker.
+    // Where reading resumed after a dropped marker, and where the last
+    // non-ASCII white space ended.
     let mut resumed = 0;
+    let mut after_space = 0;
     let mut i = 0;
-    while i < reply.len() {
-        let c = reply[i];
-        if KIND[usize::from(c)] == CODE_DIGIT {
-            let run_start = i == resumed || reply[i - 1] <= b' ';
-            let skip = markers.at_digit(reply, i, run_start);
-            if skip > 0 {
-                i += skip;
-                resumed = i;
-                continue;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let kind = KIND[usize::from(c)];
+        if kind >= MAYBE_SPACE {
+            if kind == CODE_DIGIT {
+                let run_start = i == resumed || i == after_space || bytes[i - 1] <= b' ';
+                let skip = markers.at_digit(bytes, i, run_start);
+                if skip > 0 {
+                    i += skip;
+                    resumed = i;
+                    continue;
+                }
+            } else {
+                let ch = reply[i..].chars().next().expect("i is on a char boundary");
+                if ch.is_whitespace() {
+                    i += ch.len_utf8();
+                    after_space = i;
+                    byte(i - 1, b' ');
+                    continue;
+                }
             }
         }
         byte(i, c);
@@ -169,7 +183,7 @@ fn reply_code_at(bytes: &[u8], i: usize) -> Option<[u8; 3]> {
     Some([code[0], code[1], code[2]])
 }
 
-/// What a byte is to [`fold_reply`].
+/// What a byte is to [`fold_reply`] and [`scan_reply`].
 const PLAIN: u8 = 0;
 /// ASCII white space and control characters.
 const SPACE: u8 = 1;
@@ -301,11 +315,13 @@ mod tests {
             "smtp; 550 5.1.1 <a@b.example>: User unknown 550 5.1.1 again\r\n550-",
             "host [192.0.2.25] said: 451-4.7.1 Greylisted\n451-4.7.1 try later 451 4.7.1",
             "#550 x 550-y 5.5.0 550",
+            "550-5.1.1 用户不存在\u{3000}550-5.1.1 请检查\u{a0}550-5.1.1\u{2003}é 550 5.1.1",
             "",
         ];
         for text in cases {
-            let mut kept = String::new();
-            let code = scan_ascii_reply(text.as_bytes(), |_, b| kept.push(char::from(b)));
+            let mut kept = Vec::new();
+            let code = scan_reply(text, |_, b| kept.push(b));
+            let kept = String::from_utf8(kept).expect("whole characters");
             let mut want = Vec::new();
             assert_eq!(code, fold_reply(text, &mut want), "{text:?}");
             let mut got = Vec::new();
