@@ -2,11 +2,11 @@
 //!
 //! # How a reply is decided
 //!
-//! 1. **Phrases.** The reply is folded (see [`super::normalize`]) and every
-//!    taxonomy phrase is searched for at once with one Aho-Corasick
+//! 1. **Phrases.** Every taxonomy phrase is searched for at once in the
+//!    folded reply (see [`super::normalize`]) with one Aho-Corasick
 //!    automaton (see [`super::dfa`]); ASCII letters compare
-//!    case-insensitively (both sides are lower-cased). The reply is not
-//!    folded into a buffer first: the automaton reads it as it is, taking
+//!    case-insensitively (both sides are lower-cased). The folded text is
+//!    never written out: the automaton reads the reply as it is, taking
 //!    capitals and runs of white space as folding would leave them, and
 //!    the scan skips the continuation markers folding drops, in the same
 //!    pass that finds the reply code. Phrases that begin with a letter
