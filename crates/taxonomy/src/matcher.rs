@@ -40,14 +40,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::codes::{
-    EnhancedCode, EnhancedPattern, ReplyPattern, find_enhanced_code, parse_reply_code,
-};
+use super::codes::{EnhancedCode, EnhancedPattern, ReplyPattern, parse_reply_code};
 use super::dfa::{Automaton, PhraseDfa, StateId};
 use super::model::{Reason, Severity, Taxonomy, TaxonomyError, UNCLASSIFIED};
 #[cfg(test)]
 use super::normalize::fold_reply;
-use super::normalize::scan_reply;
+use super::normalize::{ReplyCodes, scan_reply};
 
 /// Phrases this short or shorter must stand as whole tokens.
 const SHORT_PHRASE_CHARS: usize = 6;
@@ -239,16 +237,9 @@ impl Classifier {
 
     /// Classifies one reply.
     pub fn classify<'t>(&'t self, reply: &Reply<'_>) -> Verdict<'t> {
-        let (phrase, code_in_text) = self.match_phrase(reply.text);
-        let reply_code = reply.reply_code.or(code_in_text);
-        // Finding the enhanced code in the text is only needed when no
-        // reply code sets the severity or no strong phrase decides.
-        let enhanced_cell = std::cell::OnceCell::new();
-        let enhanced = || {
-            *enhanced_cell.get_or_init(|| {
-                reply.enhanced_code.or_else(|| find_enhanced_code(reply.text))
-            })
-        };
+        let (phrase, codes) = self.match_phrase(reply.text);
+        let reply_code = reply.reply_code.or(codes.reply);
+        let enhanced = || reply.enhanced_code.or(codes.enhanced);
         let severity_from_codes = match reply_code {
             Some(c) if (500..600).contains(&c) => Some(Severity::Hard),
             Some(c) if (400..500).contains(&c) => Some(Severity::Soft),
@@ -293,7 +284,7 @@ impl Classifier {
     /// The best phrase in `text` by priority, then length, then position
     /// (its reason and the phrase as written), and the reply code in the
     /// text (see [`fold_reply`]).
-    fn match_phrase(&self, text: &str) -> (Option<(usize, &str)>, Option<u16>) {
+    fn match_phrase(&self, text: &str) -> (Option<(usize, &str)>, ReplyCodes) {
         let (best, code) = self.best_unfolded(text);
         let phrase = best.map(|index| {
             let meta = &self.inner.phrases[index];
@@ -306,7 +297,7 @@ impl Classifier {
     /// code, reading the reply as it is: the automata fold case and white
     /// space themselves, and the scan leaves out the repeated continuation
     /// markers (see [`scan_reply`]).
-    fn best_unfolded(&self, text: &str) -> (Option<usize>, Option<u16>) {
+    fn best_unfolded(&self, text: &str) -> (Option<usize>, ReplyCodes) {
         if !text.is_ascii() {
             return self.best_unfolded_any(text);
         }
@@ -323,7 +314,7 @@ impl Classifier {
         &self,
         dfa: &PhraseDfa<S>,
         text: &str,
-    ) -> (Option<usize>, Option<u16>) {
+    ) -> (Option<usize>, ReplyCodes) {
         let hay = text.as_bytes();
         let mut best = Best::new(&self.inner.phrases);
         let set = &self.inner.ascii;
@@ -346,7 +337,7 @@ impl Classifier {
 
     /// Any reply: both automata read it in the same pass, and the length of
     /// the folded text read so far gives each match its folded start.
-    fn best_unfolded_any(&self, text: &str) -> (Option<usize>, Option<u16>) {
+    fn best_unfolded_any(&self, text: &str) -> (Option<usize>, ReplyCodes) {
         use Automaton::{Narrow, Wide};
         match (&self.inner.ascii.automaton, &self.inner.other.automaton) {
             (Narrow(a), Narrow(o)) => self.best_unfolded_both(a, o, text),
@@ -362,7 +353,7 @@ impl Classifier {
         ascii: &PhraseDfa<A>,
         other: &PhraseDfa<O>,
         text: &str,
-    ) -> (Option<usize>, Option<u16>) {
+    ) -> (Option<usize>, ReplyCodes) {
         let hay = text.as_bytes();
         let mut best = Best::new(&self.inner.phrases);
         let (ascii_set, other_set) = (&self.inner.ascii, &self.inner.other);
@@ -398,8 +389,11 @@ impl Classifier {
         &self,
         text: &str,
         folded: &mut Vec<u8>,
-    ) -> (Option<usize>, Option<u16>) {
-        let code = fold_reply(text, folded);
+    ) -> (Option<usize>, ReplyCodes) {
+        let code = ReplyCodes {
+            reply: fold_reply(text, folded),
+            enhanced: super::codes::find_enhanced_code(text),
+        };
         let hay = folded.as_slice();
         let mut best = Best::new(&self.inner.phrases);
         let sets = [&self.inner.ascii, &self.inner.other];

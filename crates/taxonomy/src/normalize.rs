@@ -10,7 +10,7 @@
 //! lower-cased when the matcher is built); other scripts are left as they
 //! are, Chinese having no case.
 
-use super::codes::is_code_char;
+use super::codes::{EnhancedCode, enhanced_code_at, is_code_char};
 
 /// Folds `reply` into `out` (cleared first) for matching, and returns the
 /// reply code of the text, the one [`super::codes::find_reply_code`] finds
@@ -84,41 +84,93 @@ pub fn fold_reply(reply: &str, out: &mut Vec<u8>) -> Option<u16> {
 /// 0x20), where folding has small letters and one space; a non-ASCII
 /// white space character comes as one space, with `at` its last byte.
 /// Only the repeated continuation markers are left out.
+///
+/// Also returns the first enhanced status code of the text, the one
+/// [`super::codes::find_enhanced_code`] finds: it starts with one of the
+/// digits a reply code starts with, so it is looked for where those are.
 #[inline(always)]
-pub fn scan_reply(reply: &str, mut byte: impl FnMut(usize, u8)) -> Option<u16> {
+pub fn scan_reply(reply: &str, mut byte: impl FnMut(usize, u8)) -> ReplyCodes {
     let bytes = reply.as_bytes();
-    let mut markers = Markers::default();
-    // Where reading resumed after a dropped marker, and where the last
-    // non-ASCII white space ended.
-    let mut resumed = 0;
-    let mut after_space = 0;
+    let mut scan = Scan::default();
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
         let kind = KIND[usize::from(c)];
         if kind >= MAYBE_SPACE {
             if kind == CODE_DIGIT {
-                let run_start = i == resumed || i == after_space || bytes[i - 1] <= b' ';
-                let skip = markers.at_digit(bytes, i, run_start);
+                let skip = scan.at_code_digit(bytes, i);
                 if skip > 0 {
                     i += skip;
-                    resumed = i;
                     continue;
                 }
-            } else {
-                let ch = reply[i..].chars().next().expect("i is on a char boundary");
-                if ch.is_whitespace() {
-                    i += ch.len_utf8();
-                    after_space = i;
-                    byte(i - 1, b' ');
-                    continue;
-                }
+            } else if let Some(len) = scan.space_at(reply, i) {
+                i += len;
+                byte(i - 1, b' ');
+                continue;
             }
         }
         byte(i, c);
         i += 1;
     }
-    markers.code()
+    ReplyCodes { reply: scan.markers.code(), enhanced: scan.enhanced }
+}
+
+/// What [`scan_reply`] keeps track of besides the bytes; kept apart (and
+/// its methods not inlined) so that the scan loop has its registers for
+/// the caller's work at each byte.
+#[derive(Default)]
+struct Scan {
+    markers: Markers,
+    /// Where reading resumed after a dropped marker, and where the last
+    /// non-ASCII white space ended.
+    resumed: usize,
+    after_space: usize,
+    enhanced: Option<EnhancedCode>,
+}
+
+impl Scan {
+    /// At a digit that may start a code: notes the codes, and returns how
+    /// many bytes to drop (see [`Markers::at_digit`]).
+    #[inline(never)]
+    fn at_code_digit(&mut self, bytes: &[u8], i: usize) -> usize {
+        if self.enhanced.is_none() {
+            self.enhanced = enhanced_code_at(bytes, i);
+        }
+        let run_start =
+            i == self.resumed || i == self.after_space || bytes[i - 1] <= b' ';
+        let skip = self.markers.at_digit(bytes, i, run_start);
+        if skip > 0 {
+            // In a marker, only the enhanced code after the reply code and
+            // its separator can stand as a token.
+            if self.enhanced.is_none() && skip > 4 {
+                self.enhanced = enhanced_code_at(bytes, i + 4);
+            }
+            self.resumed = i + skip;
+        }
+        skip
+    }
+
+    /// The length of the non-ASCII white space character at `i`, if one
+    /// stands there.
+    #[inline(never)]
+    fn space_at(&mut self, reply: &str, i: usize) -> Option<usize> {
+        let ch = reply[i..].chars().next().expect("i is on a char boundary");
+        if !ch.is_whitespace() {
+            return None;
+        }
+        self.after_space = i + ch.len_utf8();
+        Some(ch.len_utf8())
+    }
+}
+
+/// The codes [`scan_reply`] finds in a reply's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyCodes {
+    /// The reply code, as [`super::codes::find_reply_code`] finds it.
+    pub reply: Option<u16>,
+    /// The first enhanced status code, as
+    /// [`super::codes::find_enhanced_code`] finds it.
+    pub enhanced: Option<EnhancedCode>,
 }
 
 /// The reply code and its continuation markers, as a reply is read.
@@ -270,7 +322,7 @@ pub fn fold_phrase(phrase: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codes::find_reply_code;
+    use crate::codes::{find_enhanced_code, find_reply_code};
 
     fn fold(s: &str) -> String {
         let mut out = Vec::new();
@@ -315,15 +367,18 @@ mod tests {
             "smtp; 550 5.1.1 <a@b.example>: User unknown 550 5.1.1 again\r\n550-",
             "host [192.0.2.25] said: 451-4.7.1 Greylisted\n451-4.7.1 try later 451 4.7.1",
             "#550 x 550-y 5.5.0 550",
+            "550-Mailbox full\n550-5.2.2 Quota 550 5.2.2 x",
+            "host 192.0.2.5 said: 550-x 4.4.1 y",
             "550-5.1.1 用户不存在\u{3000}550-5.1.1 请检查\u{a0}550-5.1.1\u{2003}é 550 5.1.1",
             "",
         ];
         for text in cases {
             let mut kept = Vec::new();
-            let code = scan_reply(text, |_, b| kept.push(b));
+            let codes = scan_reply(text, |_, b| kept.push(b));
             let kept = String::from_utf8(kept).expect("whole characters");
             let mut want = Vec::new();
-            assert_eq!(code, fold_reply(text, &mut want), "{text:?}");
+            assert_eq!(codes.reply, fold_reply(text, &mut want), "{text:?}");
+            assert_eq!(codes.enhanced, find_enhanced_code(text), "{text:?}");
             let mut got = Vec::new();
             fold_reply(&kept, &mut got);
             assert_eq!(String::from_utf8(got), String::from_utf8(want), "{text:?}");
