@@ -3,7 +3,8 @@
 //! - every FAQ phrase, alone and inside a realistic reply, gives its
 //!   group's category, or the documented resolution;
 //! - the overlaps the FAQ creates are resolved as documented;
-//! - accuracy on the Sisimai development set is printed and held to 95%.
+//! - accuracy on the Sisimai development set is printed and held to the
+//!   94.0% measured.
 
 use std::collections::HashMap;
 
@@ -262,10 +263,11 @@ fn severity_follows_the_reply_code_class() {
 
 /// Accuracy on the Sisimai development set: the share of rows whose
 /// category is one the reason map accepts. Printed, and held to the
-/// measured 92.8% (233 of 251). Most of the 18 rows still missed carry
-/// labels that contradict their text (one text under three reasons, a
-/// "User Unknown" labelled mailbox-full) or no text at all; the aim of 95%
-/// stays open until the taxonomy learns the remaining kinds.
+/// measured 94.0% (236 of 251). Most of the 15 rows still missed carry
+/// labels that contradict their text (one multi-reply transcript under
+/// three reasons, a "User Unknown" labelled mailbox-full), no text at all,
+/// or a generic phrase that outweighs the cause (a host name that "does
+/// not exist").
 #[test]
 fn accuracy_on_the_sisimai_development_set() {
     let c = Classifier::builtin();
@@ -310,8 +312,8 @@ fn accuracy_on_the_sisimai_development_set() {
     }
     assert_eq!(unclassified, 0, "no row may be unclassified");
     assert!(
-        pct >= 92.8,
-        "accuracy {pct:.1}% is below the 92.8% measured:\n{}",
+        pct >= 94.0,
+        "accuracy {pct:.1}% is below the 94.0% measured:\n{}",
         misses.join("\n")
     );
 }
