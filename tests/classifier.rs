@@ -4,7 +4,7 @@
 //!   group's category, or the documented resolution;
 //! - the overlaps the FAQ creates are resolved as documented;
 //! - accuracy on the Sisimai development set is printed and held to the
-//!   94.0% measured.
+//!   95.6% measured.
 
 use std::collections::HashMap;
 
@@ -263,11 +263,10 @@ fn severity_follows_the_reply_code_class() {
 
 /// Accuracy on the Sisimai development set: the share of rows whose
 /// category is one the reason map accepts. Printed, and held to the
-/// measured 94.0% (236 of 251). Most of the 15 rows still missed carry
+/// measured 95.6% (240 of 251). Most of the 11 rows still missed carry
 /// labels that contradict their text (one multi-reply transcript under
-/// three reasons, a "User Unknown" labelled mailbox-full), no text at all,
-/// or a generic phrase that outweighs the cause (a host name that "does
-/// not exist").
+/// three reasons, a "User Unknown" labelled mailbox-full) or a generic
+/// phrase that outweighs the cause (a host name that "does not exist").
 #[test]
 fn accuracy_on_the_sisimai_development_set() {
     let c = Classifier::builtin();
@@ -312,8 +311,8 @@ fn accuracy_on_the_sisimai_development_set() {
     }
     assert_eq!(unclassified, 0, "no row may be unclassified");
     assert!(
-        pct >= 94.0,
-        "accuracy {pct:.1}% is below the 94.0% measured:\n{}",
+        pct >= 95.6,
+        "accuracy {pct:.1}% is below the 95.6% measured:\n{}",
         misses.join("\n")
     );
 }
