@@ -3,8 +3,8 @@
 //! - every FAQ phrase, alone and inside a realistic reply, gives its
 //!   group's category, or the documented resolution;
 //! - the overlaps the FAQ creates are resolved as documented;
-//! - accuracy on the Sisimai development set is printed and held to what
-//!   was measured (the aim is 95%).
+//! - accuracy on the Sisimai development set is printed and held to the
+//!   95.6% measured.
 
 use std::collections::HashMap;
 
@@ -299,10 +299,10 @@ fn sisimai_pseudo_status_codes_name_their_reason() {
 
 /// Accuracy on the Sisimai development set: the share of rows whose
 /// category is one the reason map accepts. Printed, and held to the
-/// measured 94.4% (237 of 251). Most of the 14 rows still missed carry
-/// labels that contradict their text (one text under three reasons, a
-/// "User Unknown" labelled mailbox-full) or name a host where a user is
-/// expected; the aim of 95% stays open.
+/// measured 95.6% (240 of 251). Most of the 11 rows still missed carry
+/// labels that contradict their text (one multi-reply transcript under
+/// three reasons, a "User Unknown" labelled mailbox-full) or a generic
+/// phrase that outweighs the cause (a host name that "does not exist").
 #[test]
 fn accuracy_on_the_sisimai_development_set() {
     let c = Classifier::builtin();
@@ -347,8 +347,8 @@ fn accuracy_on_the_sisimai_development_set() {
     }
     assert_eq!(unclassified, 0, "no row may be unclassified");
     assert!(
-        pct >= 94.4,
-        "accuracy {pct:.1}% is below the 94.4% measured:\n{}",
+        pct >= 95.6,
+        "accuracy {pct:.1}% is below the 95.6% measured:\n{}",
         misses.join("\n")
     );
 }

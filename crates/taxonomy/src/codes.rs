@@ -185,43 +185,50 @@ pub fn find_reply_code(text: &str) -> Option<u16> {
 
 /// The first enhanced status code (`5.1.1`) standing as a token in `text`.
 pub fn find_enhanced_code(text: &str) -> Option<EnhancedCode> {
-    let b = text.as_bytes();
-    for i in 0..b.len() {
-        if !matches!(b[i], b'2' | b'4' | b'5') || (i > 0 && is_code_char(b[i - 1])) {
-            continue;
-        }
-        if b.get(i + 1) != Some(&b'.') {
-            continue;
-        }
-        let mut j = i + 2;
-        let subject_len = digits_at(b, j);
-        if subject_len == 0 || subject_len > 3 || b.get(j + subject_len) != Some(&b'.') {
-            continue;
-        }
-        j += subject_len + 1;
-        let detail_len = digits_at(b, j);
-        if detail_len == 0 || detail_len > 3 {
-            continue;
-        }
-        let end = j + detail_len;
-        if b.get(end).is_some_and(|&c| {
-            c.is_ascii_digit()
-                || (c == b'.' && b.get(end + 1).is_some_and(u8::is_ascii_digit))
-        }) {
-            continue;
-        }
-        if let Some(code) = EnhancedCode::parse(&text[i..end]) {
-            return Some(code);
-        }
+    (0..text.len()).find_map(|i| enhanced_code_at(text.as_bytes(), i))
+}
+
+/// The enhanced status code standing as a token at `i` of `b`, if one
+/// does: what [`find_enhanced_code`] looks for at each position.
+pub(crate) fn enhanced_code_at(b: &[u8], i: usize) -> Option<EnhancedCode> {
+    if !matches!(b.get(i), Some(b'2' | b'4' | b'5')) || (i > 0 && is_code_char(b[i - 1]))
+    {
+        return None;
     }
-    None
+    if b.get(i + 1) != Some(&b'.') {
+        return None;
+    }
+    let mut j = i + 2;
+    let subject_len = digits_at(b, j);
+    if subject_len == 0 || subject_len > 3 || b.get(j + subject_len) != Some(&b'.') {
+        return None;
+    }
+    j += subject_len + 1;
+    let detail_len = digits_at(b, j);
+    if detail_len == 0 || detail_len > 3 {
+        return None;
+    }
+    let end = j + detail_len;
+    if b.get(end).is_some_and(|&c| {
+        c.is_ascii_digit()
+            || (c == b'.' && b.get(end + 1).is_some_and(u8::is_ascii_digit))
+    }) {
+        return None;
+    }
+    let number =
+        |digits: &[u8]| digits.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+    Some(EnhancedCode {
+        class: b[i] - b'0',
+        subject: number(&b[i + 2..i + 2 + subject_len]),
+        detail: number(&b[j..end]),
+    })
 }
 
 fn digits_at(b: &[u8], start: usize) -> usize {
     b[start.min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count()
 }
 
-fn is_code_char(c: u8) -> bool {
+pub(crate) fn is_code_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'@' || c == b'/'
 }
 

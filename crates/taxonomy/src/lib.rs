@@ -5,6 +5,7 @@
 //! job, builds and benchmarks without the query engine.
 
 pub mod codes;
+mod dfa;
 pub mod matcher;
 pub mod model;
 pub mod normalize;

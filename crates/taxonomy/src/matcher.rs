@@ -2,10 +2,14 @@
 //!
 //! # How a reply is decided
 //!
-//! 1. **Phrases.** The reply is folded (see [`super::normalize`]) and every
-//!    taxonomy phrase is searched for at once with one Aho-Corasick
-//!    automaton; ASCII letters compare case-insensitively (both sides are
-//!    lower-cased). Phrases that begin with a letter
+//! 1. **Phrases.** Every taxonomy phrase is searched for at once in the
+//!    folded reply (see [`super::normalize`]) with one Aho-Corasick
+//!    automaton (see [`super::dfa`]); ASCII letters compare
+//!    case-insensitively (both sides are lower-cased). The folded text is
+//!    never written out: the automaton reads the reply as it is, taking
+//!    capitals and runs of white space as folding would leave them, and
+//!    the scan skips the continuation markers folding drops, in the same
+//!    pass that finds the reply code. Phrases that begin with a letter
 //!    or digit must begin a token (`a not found` does not match inside
 //!    `data not found`); short phrases (six characters or fewer) and phrases
 //!    ending in a digit must also end one (`SDN3` does not match `SDN31`).
@@ -31,19 +35,17 @@
 //! 4xx soft), else from the enhanced code class, else from the delivery's
 //! outcome when the caller knows it, else from the reason's default.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use serde::Serialize;
 
-use super::codes::{
-    EnhancedCode, EnhancedPattern, ReplyPattern, find_enhanced_code, find_reply_code,
-    parse_reply_code,
-};
+use super::codes::{EnhancedCode, EnhancedPattern, ReplyPattern, parse_reply_code};
+use super::dfa::{Automaton, PhraseDfa, StateId};
 use super::model::{Reason, Severity, Taxonomy, TaxonomyError, UNCLASSIFIED};
-use super::normalize::fold_reply_with_code;
+#[cfg(test)]
+use super::normalize::fold_reply;
+use super::normalize::{ReplyCodes, scan_reply};
 
 /// Phrases this short or shorter must stand as whole tokens.
 const SHORT_PHRASE_CHARS: usize = 6;
@@ -128,9 +130,12 @@ impl<'t> Verdict<'t> {
 
 struct PhraseMeta {
     reason: usize,
+    /// The reason's priority, kept here for the hot loop.
+    priority: i32,
     phrase: String,
     chars: usize,
-    token_start: bool,
+    /// Whether the phrase must end a token. (That one starting with a
+    /// letter or digit must start a token, the automaton sees to.)
     token_end: bool,
 }
 
@@ -141,21 +146,16 @@ pub struct Classifier {
 }
 
 struct PhraseSet {
-    automaton: AhoCorasick,
+    automaton: Automaton,
     /// Pattern number -> index into `phrases`.
     phrase_of: Vec<usize>,
 }
 
 impl PhraseSet {
-    fn build(patterns: &[(String, usize)]) -> Result<Self, TaxonomyError> {
-        let automaton = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(patterns.iter().map(|(p, _)| p))
-            .map_err(|e| TaxonomyError::Invalid {
-                problems: vec![format!("the phrases cannot be compiled: {e}")],
-            })?;
-        Ok(Self { automaton, phrase_of: patterns.iter().map(|(_, i)| *i).collect() })
+    fn build(patterns: &[(String, usize)]) -> Self {
+        let automaton =
+            Automaton::new(&patterns.iter().map(|(p, _)| p).collect::<Vec<_>>());
+        Self { automaton, phrase_of: patterns.iter().map(|(_, i)| *i).collect() }
     }
 }
 
@@ -164,16 +164,12 @@ struct Inner {
     /// Phrases written in ASCII only, and the rest (Chinese and mixed):
     /// two automata, so the one every reply runs through stays small
     /// enough for the CPU cache, and the other runs only over replies that
-    /// have non-ASCII text.
+    /// have non-ASCII text (in the same pass).
     ascii: PhraseSet,
     other: PhraseSet,
     phrases: Vec<PhraseMeta>,
     enhanced: HashMap<EnhancedPattern, usize>,
     reply: HashMap<ReplyPattern, usize>,
-}
-
-thread_local! {
-    static FOLDED: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
 impl Classifier {
@@ -198,7 +194,6 @@ impl Classifier {
                     .join(" ")
                     .to_ascii_lowercase();
                 let chars = folded.chars().count();
-                let first = folded.chars().next().expect("validated non-empty");
                 let last = folded.chars().last().expect("validated non-empty");
                 if folded.is_ascii() {
                     ascii_patterns.push((folded.clone(), phrases.len()));
@@ -207,9 +202,9 @@ impl Classifier {
                 }
                 phrases.push(PhraseMeta {
                     reason: index,
+                    priority: reason.priority,
                     phrase: phrase.to_string(),
                     chars,
-                    token_start: first.is_ascii_alphanumeric(),
                     token_end: last.is_ascii_alphanumeric()
                         && (chars <= SHORT_PHRASE_CHARS || last.is_ascii_digit()),
                 });
@@ -223,8 +218,8 @@ impl Classifier {
                 reply.insert(p, index);
             }
         }
-        let ascii = PhraseSet::build(&ascii_patterns)?;
-        let other = PhraseSet::build(&other_patterns)?;
+        let ascii = PhraseSet::build(&ascii_patterns);
+        let other = PhraseSet::build(&other_patterns);
         Ok(Self {
             inner: Arc::new(Inner { taxonomy, ascii, other, phrases, enhanced, reply }),
         })
@@ -242,16 +237,9 @@ impl Classifier {
 
     /// Classifies one reply.
     pub fn classify<'t>(&'t self, reply: &Reply<'_>) -> Verdict<'t> {
-        let code_in_text = find_reply_code(reply.text);
-        let reply_code = reply.reply_code.or(code_in_text);
-        // Finding the enhanced code in the text is only needed when no
-        // reply code sets the severity or no strong phrase decides.
-        let enhanced_cell = std::cell::OnceCell::new();
-        let enhanced = || {
-            *enhanced_cell.get_or_init(|| {
-                reply.enhanced_code.or_else(|| find_enhanced_code(reply.text))
-            })
-        };
+        let (phrase, codes) = self.match_phrase(reply.text);
+        let reply_code = reply.reply_code.or(codes.reply);
+        let enhanced = || reply.enhanced_code.or(codes.enhanced);
         let severity_from_codes = match reply_code {
             Some(c) if (500..600).contains(&c) => Some(Severity::Hard),
             Some(c) if (400..500).contains(&c) => Some(Severity::Soft),
@@ -262,7 +250,7 @@ impl Classifier {
             },
         };
         let severity_hint = severity_from_codes.or(reply.outcome_severity);
-        let phrase = self.match_phrase(reply.text, code_in_text).filter(|(r, _)| {
+        let phrase = phrase.filter(|(r, _)| {
             let weak = self.inner.taxonomy.reasons[*r].priority < 0;
             !(weak && enhanced().and_then(|c| self.lookup_enhanced_specific(c)).is_some())
         });
@@ -293,39 +281,128 @@ impl Classifier {
         Verdict { reason, severity, rule, matched }
     }
 
-    /// The best phrase in `text` by priority, then length, then position.
-    fn match_phrase(&self, text: &str, code: Option<u16>) -> Option<(usize, &str)> {
-        FOLDED.with(|buf| {
-            let mut folded = buf.borrow_mut();
-            fold_reply_with_code(text, code, &mut folded);
-            let hay = folded.as_slice();
-            let mut best: Option<(i32, usize, std::cmp::Reverse<usize>, usize)> = None;
-            let other = (!hay.is_ascii()).then_some(&self.inner.other);
-            let matches =
-                std::iter::once(&self.inner.ascii).chain(other).flat_map(|set| {
-                    set.automaton.find_overlapping_iter(hay).map(move |m| {
-                        (set.phrase_of[m.pattern().as_usize()], m.start(), m.end())
-                    })
+    /// The best phrase in `text` by priority, then length, then position
+    /// (its reason and the phrase as written), and the reply code in the
+    /// text (see [`fold_reply`]).
+    fn match_phrase(&self, text: &str) -> (Option<(usize, &str)>, ReplyCodes) {
+        let (best, code) = self.best_unfolded(text);
+        let phrase = best.map(|index| {
+            let meta = &self.inner.phrases[index];
+            (meta.reason, meta.phrase.as_str())
+        });
+        (phrase, code)
+    }
+
+    /// The best phrase of a reply (as its index in `phrases`) and the reply
+    /// code, reading the reply as it is: the automata fold case and white
+    /// space themselves, and the scan leaves out the repeated continuation
+    /// markers (see [`scan_reply`]).
+    fn best_unfolded(&self, text: &str) -> (Option<usize>, ReplyCodes) {
+        if !text.is_ascii() {
+            return self.best_unfolded_any(text);
+        }
+        match &self.inner.ascii.automaton {
+            Automaton::Narrow(dfa) => self.best_unfolded_ascii(dfa, text),
+            Automaton::Wide(dfa) => self.best_unfolded_ascii(dfa, text),
+        }
+    }
+
+    /// An ASCII reply: only ASCII phrases can match, and only one automaton
+    /// runs.
+    #[inline(always)]
+    fn best_unfolded_ascii<S: StateId>(
+        &self,
+        dfa: &PhraseDfa<S>,
+        text: &str,
+    ) -> (Option<usize>, ReplyCodes) {
+        let hay = text.as_bytes();
+        let mut best = Best::new(&self.inner.phrases);
+        let set = &self.inner.ascii;
+        let mut state = dfa.start();
+        let code = scan_reply(text, |at, byte| {
+            state = dfa.next(state, byte);
+            if dfa.is_match(state) {
+                dfa.report(state, at + 1, &mut |p, end| {
+                    // Not where the phrase starts if white space runs or a
+                    // dropped marker lie inside it, but as all the phrases
+                    // here are ASCII, `end` less the length orders
+                    // matches of one length as their starts do, which is
+                    // all the comparison needs.
+                    best.consider(hay, set, p, end, end - set.automaton.len_of(p));
                 });
-            for (index, start, end) in matches {
-                let meta = &self.inner.phrases[index];
-                if meta.token_start && start > 0 && is_word_byte(hay[start - 1]) {
-                    continue;
-                }
-                if meta.token_end && hay.get(end).is_some_and(|&b| is_word_byte(b)) {
-                    continue;
-                }
-                let priority = self.inner.taxonomy.reasons[meta.reason].priority;
-                let key = (priority, meta.chars, std::cmp::Reverse(start), index);
-                if best.is_none_or(|b| (key.0, key.1, key.2) > (b.0, b.1, b.2)) {
-                    best = Some(key);
-                }
             }
-            best.map(|(_, _, _, p)| {
-                let meta = &self.inner.phrases[p];
-                (meta.reason, meta.phrase.as_str())
-            })
-        })
+        });
+        (best.index(), code)
+    }
+
+    /// Any reply: both automata read it in the same pass, and the length of
+    /// the folded text read so far gives each match its folded start.
+    fn best_unfolded_any(&self, text: &str) -> (Option<usize>, ReplyCodes) {
+        use Automaton::{Narrow, Wide};
+        match (&self.inner.ascii.automaton, &self.inner.other.automaton) {
+            (Narrow(a), Narrow(o)) => self.best_unfolded_both(a, o, text),
+            (Narrow(a), Wide(o)) => self.best_unfolded_both(a, o, text),
+            (Wide(a), Narrow(o)) => self.best_unfolded_both(a, o, text),
+            (Wide(a), Wide(o)) => self.best_unfolded_both(a, o, text),
+        }
+    }
+
+    #[inline(always)]
+    fn best_unfolded_both<A: StateId, O: StateId>(
+        &self,
+        ascii: &PhraseDfa<A>,
+        other: &PhraseDfa<O>,
+        text: &str,
+    ) -> (Option<usize>, ReplyCodes) {
+        let hay = text.as_bytes();
+        let mut best = Best::new(&self.inner.phrases);
+        let (ascii_set, other_set) = (&self.inner.ascii, &self.inner.other);
+        let (mut a, mut o) = (ascii.start(), other.start());
+        let mut folded_len = 0;
+        let mut after_space = true;
+        let code = scan_reply(text, |at, byte| {
+            let space = byte <= b' ';
+            folded_len += usize::from(!(space && after_space));
+            after_space = space;
+            a = ascii.next(a, byte);
+            o = other.next(o, byte);
+            if ascii.is_match(a) {
+                ascii.report(a, at + 1, &mut |p, end| {
+                    let start = folded_len - ascii_set.automaton.len_of(p);
+                    best.consider(hay, ascii_set, p, end, start);
+                });
+            }
+            if other.is_match(o) {
+                other.report(o, at + 1, &mut |p, end| {
+                    let start = folded_len - other_set.automaton.len_of(p);
+                    best.consider(hay, other_set, p, end, start);
+                });
+            }
+        });
+        (best.index(), code)
+    }
+
+    /// The best phrase of a reply folded into `folded` first, the plain
+    /// way [`Self::best_unfolded`] must agree with.
+    #[cfg(test)]
+    fn best_folded(
+        &self,
+        text: &str,
+        folded: &mut Vec<u8>,
+    ) -> (Option<usize>, ReplyCodes) {
+        let code = ReplyCodes {
+            reply: fold_reply(text, folded),
+            enhanced: super::codes::find_enhanced_code(text),
+        };
+        let hay = folded.as_slice();
+        let mut best = Best::new(&self.inner.phrases);
+        let sets = [&self.inner.ascii, &self.inner.other];
+        for set in &sets[..if hay.is_ascii() { 1 } else { 2 }] {
+            set.automaton.for_each_match(hay, |p, end| {
+                best.consider(hay, set, p, end, end - set.automaton.len_of(p));
+            });
+        }
+        (best.index(), code)
     }
 
     fn lookup_enhanced(&self, code: EnhancedCode) -> Option<usize> {
@@ -354,6 +431,83 @@ impl Classifier {
     }
 }
 
+/// The best phrase so far, as its key: priority, length in characters,
+/// leftmost start; and its index in `phrases`.
+struct Best<'a> {
+    phrases: &'a [PhraseMeta],
+    key: Option<(i32, usize, std::cmp::Reverse<usize>, usize)>,
+}
+
+impl<'a> Best<'a> {
+    fn new(phrases: &'a [PhraseMeta]) -> Self {
+        Self { phrases, key: None }
+    }
+
+    /// A match of `pattern` of `set` ending at `end` of `hay`, the text the
+    /// automaton read, and starting at `start` of the folded text.
+    #[inline]
+    fn consider(
+        &mut self,
+        hay: &[u8],
+        set: &PhraseSet,
+        pattern: usize,
+        end: usize,
+        start: usize,
+    ) {
+        let index = set.phrase_of[pattern];
+        let meta = &self.phrases[index];
+        if meta.token_end && hay.get(end).is_some_and(|&b| is_word_byte(b)) {
+            return;
+        }
+        let key = (meta.priority, meta.chars, std::cmp::Reverse(start), index);
+        if self.key.is_none_or(|b| (key.0, key.1, key.2) > (b.0, b.1, b.2)) {
+            self.key = Some(key);
+        }
+    }
+
+    fn index(&self) -> Option<usize> {
+        self.key.map(|(_, _, _, index)| index)
+    }
+}
+
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV: &str = include_str!("../../../tests/fixtures/sisimai-dev.tsv");
+
+    /// Real replies, and each again in capitals, with its white space as
+    /// runs of tabs and line breaks, and wrapped as a multi-line reply.
+    fn replies() -> Vec<String> {
+        let mut out = Vec::new();
+        for text in DEV.lines().skip(1).filter_map(|l| l.split('\t').nth(4)) {
+            out.push(text.to_string());
+            out.push(text.to_ascii_uppercase());
+            out.push(text.replace(' ', " \t\r\n "));
+            let words: Vec<&str> = text.split(' ').collect();
+            let lines: Vec<String> = words.chunks(3).map(|c| c.join(" ")).collect();
+            out.push(format!("550-5.1.1 {}", lines.join("\n550-5.1.1 ")));
+            out.push(format!("451 {}", lines.join("\r\n451-")));
+            out.push(format!("550-5.1.1 {}", lines.join("\u{3000}\n550-5.1.1\u{a0}")));
+            out.push(format!("用户 {}", lines.join("\u{2003}")));
+        }
+        out
+    }
+
+    #[test]
+    fn replies_read_unfolded_decide_as_folded() {
+        let classifier = Classifier::builtin();
+        let mut folded = Vec::new();
+        let mut decided = 0;
+        for text in &replies() {
+            let unfolded = classifier.best_unfolded(text);
+            assert_eq!(unfolded, classifier.best_folded(text, &mut folded), "{text:?}");
+            decided += usize::from(unfolded.0.is_some());
+        }
+        assert!(decided > 1000, "only {decided} replies had a phrase");
+    }
 }
