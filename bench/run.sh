@@ -67,7 +67,7 @@ job=$!
 : >"$results/stream-lag.tsv"
 while kill -0 $job 2>/dev/null; do
   t=$(python3 -c "import time; print(round(time.time() - $start, 1))")
-  lag=$(curl -s "127.0.0.1:$mport/metrics" | awk '/^bouncelens_consumer_lag\{/ {s += $2} END {print s + 0}')
+  lag=$( (curl -s --max-time 2 "127.0.0.1:$mport/metrics" || true) | awk '/^bouncelens_consumer_lag\{/ {s += $2} END {print s + 0}')
   printf '%s\t%s\n' "$t" "$lag" >>"$results/stream-lag.tsv"
   sleep 1
 done
