@@ -64,11 +64,14 @@ BOUNCELENS_KAFKA__BROKERS="127.0.0.1:$port" BOUNCELENS_KAFKA__TOPICS='["bench"]'
   BOUNCELENS_METRICS__LISTEN="127.0.0.1:$mport" BOUNCELENS_SUMMARY__ENABLED=false \
   "$bl" run --until-drained --data "$work/stream" >/dev/null 2>"$work/stream.log" &
 job=$!
-: >"$results/stream-lag.tsv"
+# Seconds since start, messages not yet read, messages not yet committed
+# (librdkafka's statistics, every 5 s; 0 until the first ones arrive).
+printf 'seconds\tread_lag\tcommitted_lag\n' >"$results/stream-lag.tsv"
 while kill -0 $job 2>/dev/null; do
   t=$(python3 -c "import time; print(round(time.time() - $start, 1))")
-  lag=$( (curl -s --max-time 2 "127.0.0.1:$mport/metrics" || true) | awk '/^bouncelens_consumer_lag\{/ {s += $2} END {print s + 0}')
-  printf '%s\t%s\n' "$t" "$lag" >>"$results/stream-lag.tsv"
+  lags=$( (curl -s --max-time 2 "127.0.0.1:$mport/metrics" || true) |
+    awk '/^bouncelens_consumer_read_lag\{/ {r += $2} /^bouncelens_consumer_lag\{/ {c += $2} END {print r + 0 "\t" c + 0}')
+  printf '%s\t%s\n' "$t" "$lags" >>"$results/stream-lag.tsv"
   sleep 1
 done
 wait $job
@@ -97,4 +100,4 @@ while IFS=$'\t' read -r name df duck; do
 done <"$work/queries.tsv"
 echo "| classifier, replies/s (one core) | $ac | regex::RegexSet: $rs | |"
 echo
-echo "consumer lag over time (s, messages): $results/stream-lag.tsv"
+echo "consumer lag over time (seconds, read lag, committed lag): $results/stream-lag.tsv"

@@ -49,7 +49,14 @@ fn describe() {
     );
     describe_counter!("bouncelens_files_written_total", "Parquet files committed");
     describe_counter!("bouncelens_summary_runs_total", "Daily summary runs, by result");
-    describe_gauge!("bouncelens_consumer_lag", "Messages behind the partition's end");
+    describe_gauge!(
+        "bouncelens_consumer_lag",
+        "Messages between the partition's end and the committed offset (what is not yet durable)"
+    );
+    describe_gauge!(
+        "bouncelens_consumer_read_lag",
+        "Messages between the partition's end and the last one read"
+    );
     describe_gauge!(
         "bouncelens_last_commit_timestamp_seconds",
         "Unix time of the last offset commit"

@@ -185,11 +185,16 @@ fn record_statistics(raw: &[u8], health: &Health) {
             if partition == "-1" {
                 continue;
             }
-            if let Some(lag) =
-                p.get("consumer_lag").and_then(|l| l.as_i64()).filter(|l| *l >= 0)
-            {
+            let offset =
+                |key: &str| p.get(key).and_then(|l| l.as_i64()).filter(|l| *l >= 0);
+            if let Some(lag) = offset("consumer_lag") {
                 metrics::gauge!("bouncelens_consumer_lag", "topic" => topic.clone(), "partition" => partition.clone())
                     .set(lag as f64);
+            }
+            // Read, not yet committed: the end minus the next offset to read.
+            if let (Some(end), Some(next)) = (offset("hi_offset"), offset("app_offset")) {
+                metrics::gauge!("bouncelens_consumer_read_lag", "topic" => topic.clone(), "partition" => partition.clone())
+                    .set(end.saturating_sub(next) as f64);
             }
         }
     }
@@ -527,5 +532,38 @@ impl StreamJob {
         if let Err((error, _)) = producer.send(record, Duration::from_secs(10)).await {
             tracing::error!(%error, topic = %self.config.dead_letter.topic, "could not forward a dead letter to Kafka; it is still in the rejected table");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both lags come from librdkafka's statistics: the committed one and
+    /// the read one; unknown offsets (-1, -1001) set nothing.
+    #[test]
+    fn statistics_give_the_committed_and_the_read_lag() {
+        let recorder =
+            metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let stats = br#"{"brokers":{"b":{"state":"UP"}},"topics":{"mail":{"partitions":{
+            "0":{"hi_offset":1000,"app_offset":900,"consumer_lag":400},
+            "1":{"hi_offset":50,"app_offset":-1001,"consumer_lag":-1},
+            "-1":{"hi_offset":-1,"app_offset":-1,"consumer_lag":-1}}}}}"#;
+        let health = Health::default();
+        metrics::with_local_recorder(&recorder, || record_statistics(stats, &health));
+        let text = handle.render();
+        assert!(health.kafka_up.load(Ordering::Relaxed));
+        assert!(
+            text.contains(r#"bouncelens_consumer_lag{topic="mail",partition="0"} 400"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"bouncelens_consumer_read_lag{topic="mail",partition="0"} 100"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(r#"partition="1""#), "{text}");
     }
 }
