@@ -68,7 +68,7 @@ impl JoinState {
 
 /// Whether `text` looks like a syslog line from Postfix.
 pub fn looks_like(text: &str) -> bool {
-    let head = &text[..text.len().min(200)];
+    let head = &text[..text.floor_char_boundary(text.len().min(200))];
     head.contains(" postfix") && head.contains("]: ")
 }
 
@@ -318,7 +318,7 @@ fn parse_syslog<'a>(
             .with_timezone(&Utc);
         (time, rest)
     } else {
-        if text.len() < 16 || !text.is_char_boundary(15) {
+        if text.len() < 16 || !text.is_char_boundary(15) || !text.is_char_boundary(16) {
             return Err(bad("line too short for a syslog timestamp"));
         }
         let time = bsd_time(&text[..15], received, settings)
@@ -439,6 +439,15 @@ mod tests {
     }
 
     #[test]
+    fn a_long_line_is_looked_at_up_to_a_character_boundary() {
+        // Byte 200 falls inside a three-byte character.
+        let line = format!("{} postfix/smtp[1]: {}", "a".repeat(150), "中".repeat(100));
+        assert!(!line.is_char_boundary(200));
+        assert!(looks_like(&line));
+        assert!(!looks_like(&"\u{fffd}".repeat(100)));
+    }
+
+    #[test]
     fn broken_lines_are_rejected_not_panicked_on() {
         let s = settings();
         let mut state = JoinState::default();
@@ -448,6 +457,7 @@ mod tests {
             "Dec 15 07:46:27 phoenix postfix/smtp[1]: ABCDEF: to=<a@b>, status=weird (ok)",
             "2026-13-01T00:00:00Z host postfix/smtp[1]: x",
             "Dec 1é 07:46:27 phoenix postfix/smtp[1]: ABCDEF: to=<a@b>, status=sent (ok)",
+            "Dec 15 07:46:27é phoenix postfix/smtp[1]: ABCDEF: to=<a@b>, status=sent (ok)",
         ] {
             assert!(decode(line, None, &s, &mut state).is_err(), "{line}");
         }
