@@ -371,6 +371,14 @@ mod tests {
                 r#"{"timestamp":1,"recipient":["b"],"outcome":"bounced","org_id":"a"}"#,
                 "bad_field",
             ),
+            (
+                r#"{"timestamp":"9999-12-31T23:59:59Z","recipient":"b@x","outcome":"bounced","org_id":"a"}"#,
+                "bad_field",
+            ),
+            (
+                r#"{"timestamp":-99999999999999,"recipient":"b@x","outcome":"bounced","org_id":"a"}"#,
+                "bad_field",
+            ),
             (r#"{"timestamp":1,"recipient"#, "invalid_json"),
             ("[1,2]", "invalid_json"),
         ];

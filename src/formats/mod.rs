@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -306,8 +306,20 @@ pub fn detect(text: &str) -> InputFormat {
 }
 
 /// Reads a timestamp given as RFC 3339 text or as Unix seconds or
-/// milliseconds (a number above 10^11 is taken as milliseconds).
+/// milliseconds (a number above 10^11 is taken as milliseconds). A time
+/// outside the years 1970 to 2199 is refused: no delivery happened then,
+/// and it would be stored under a nonsense date partition.
 pub(crate) fn parse_timestamp(
+    value: &canonical::Scalar<'_>,
+) -> Result<DateTime<Utc>, String> {
+    let time = parse_timestamp_unchecked(value)?;
+    if !(1970..=2199).contains(&time.year()) {
+        return Err(format!("{} is outside the years 1970 to 2199", time.to_rfc3339()));
+    }
+    Ok(time)
+}
+
+fn parse_timestamp_unchecked(
     value: &canonical::Scalar<'_>,
 ) -> Result<DateTime<Utc>, String> {
     use canonical::Scalar;
