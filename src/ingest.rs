@@ -74,6 +74,7 @@ pub fn ingest_input(
         max_raw_bytes,
     )?;
     let start = writer.totals();
+    let resumed_at = writer.read_offset();
     let mut report = IngestReport { input: input.to_string(), ..IngestReport::default() };
     let mut reader = reader;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -119,6 +120,14 @@ pub fn ingest_input(
     }
     report.files += writer.flush(committer)?.map_or(0, |(_, s)| s.files);
     report.totals = writer.totals().since(&start);
+    if offset < resumed_at {
+        tracing::warn!(
+            input,
+            lines = offset,
+            already_ingested = resumed_at,
+            "the input has fewer lines than were already ingested from this path, so it was replaced or truncated and none of it was written; ingest it under another path or into another --data root"
+        );
+    }
     Ok(report)
 }
 

@@ -229,3 +229,35 @@ fn ingest_reads_gzip_zstd_and_stdin_like_plain_files() {
         );
     }
 }
+
+/// A file that grew is continued where it stopped; one that shrank was
+/// replaced or truncated: nothing is written and the user is told why.
+#[test]
+fn ingest_continues_a_grown_file_and_warns_about_a_shrunk_one() {
+    let events =
+        std::fs::read_to_string(repo().join("tests/fixtures/events.ndjson")).unwrap();
+    let lines: Vec<&str> = events.lines().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let data = dir.path().join("data");
+    let ingest = || {
+        let (code, out, err) = run_with_stdin(
+            &["ingest", file.to_str().unwrap(), "--data", data.to_str().unwrap()],
+            b"",
+        );
+        assert_eq!(code, 0, "{err}");
+        let totals: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        (totals["consumed"].as_u64().unwrap(), err)
+    };
+    std::fs::write(&file, lines[..5].join("\n") + "\n").unwrap();
+    assert_eq!(ingest().0, 5);
+    std::fs::write(&file, lines[..8].join("\n") + "\n").unwrap();
+    let (consumed, err) = ingest();
+    assert_eq!(consumed, 3, "only the new lines");
+    assert!(!err.contains("replaced or truncated"), "{err}");
+    std::fs::write(&file, lines[..2].join("\n") + "\n").unwrap();
+    let (consumed, err) = ingest();
+    assert_eq!(consumed, 0);
+    assert!(err.contains("replaced or truncated"), "{err}");
+    assert_eq!(scalar(&data, "SELECT count(*) FROM deliveries"), 8);
+}
