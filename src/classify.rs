@@ -153,9 +153,19 @@ fn classify_line<'t>(
     });
     let enhanced = obj.get("enhanced_code").and_then(Value::as_str);
     if text.is_none() && code.is_none() && enhanced.is_none() {
-        return Err(
+        let present: Vec<&str> =
+            ["reply", "diagnostic", "response", "text", "smtp_code", "enhanced_code"]
+                .into_iter()
+                .filter(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
+                .collect();
+        return Err(if present.is_empty() {
             "JSON record has none of `reply`, `smtp_code`, `enhanced_code`".to_string()
-        );
+        } else {
+            format!(
+                "JSON record has {} but not as expected: `reply` is text, `smtp_code` a number such as 550, `enhanced_code` text such as \"5.1.1\"",
+                present.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            )
+        });
     }
     let outcome = obj.get("outcome").and_then(Value::as_str).and_then(Outcome::parse);
     Ok(classifier.classify(&reply_of(text.unwrap_or(""), code, enhanced, outcome)))

@@ -36,21 +36,27 @@ fn classify_answers_every_line_and_flags_bad_ones() {
     input.extend_from_slice(b"{\"reply\": \n");
     input.extend_from_slice(&[0xff, 0xfe, b'\n']);
     input.extend_from_slice(b"{\"outcome\": \"bounced\"}\n");
+    input.extend_from_slice(b"{\"reply\": 123}\n");
     let (code, out, err) = run_with_stdin(&["classify"], &input);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<serde_json::Value> =
         out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 6, "{out}");
+    assert_eq!(lines.len(), 7, "{out}");
     assert_eq!(lines[0]["category"], "recipient_unknown");
     assert_eq!(lines[0]["rule"], "phrase");
     assert_eq!(lines[0]["matched"], "User unknown in local recipient table");
     assert!(lines[0]["advice_zh"].as_str().unwrap().chars().any(|c| c > '\u{3000}'));
     assert_eq!(lines[1]["category"], "mailbox_full");
     assert_eq!(lines[2]["category"], "spam_channel");
-    for (i, want) in [(3, "does not parse"), (4, "not UTF-8"), (5, "none of")] {
+    for (i, want) in [
+        (3, "does not parse"),
+        (4, "not UTF-8"),
+        (5, "none of"),
+        (6, "has `reply` but not as expected"),
+    ] {
         assert!(lines[i]["error"].as_str().unwrap().contains(want), "{}", lines[i]);
     }
-    assert!(err.contains("3 lines could not be read"), "{err}");
+    assert!(err.contains("4 lines could not be read"), "{err}");
 }
 
 #[test]
