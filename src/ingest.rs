@@ -6,7 +6,8 @@
 //! nothing twice: lines below its checkpoint are skipped, and a file that
 //! grew is continued where it stopped. (A different file later written to
 //! the same path is taken as the same source: ingest it under another name,
-//! or with another `--data` root.) Standard input has no
+//! or with another `--data` root.) Blank lines are not records: they are
+//! passed over, uncounted. Standard input has no
 //! identity and is always new. `.gz` and `.zst` inputs are decompressed
 //! (by extension or magic bytes).
 
@@ -105,7 +106,8 @@ pub fn ingest_input(
         let payloads: Vec<&[u8]> = lines.iter().map(|r| &buf[r.clone()]).collect();
         let prepared = writer.prepare(classifier, offset, &payloads, threads);
         for (payload, prepared) in payloads.iter().zip(prepared) {
-            if !payload.is_empty() {
+            // Blank lines (empty, or white space only) are not records.
+            if !payload.iter().all(u8::is_ascii_whitespace) {
                 let taken =
                     writer.accept_prepared(classifier, offset, payload, None, prepared);
                 if let Accepted::AlreadyWritten = taken {
