@@ -131,34 +131,8 @@ enum Command {
     },
     /// Run a report (`--list` shows them) for one organisation and date range.
     Report {
-        /// The report's name.
-        name: Option<String>,
-        /// List the reports and what each answers.
-        #[arg(long)]
-        list: bool,
-        /// The organisation id (e.g. example.com).
-        #[arg(long)]
-        org: Option<String>,
-        /// First day, YYYY-MM-DD (default: the --to day).
-        #[arg(long)]
-        from: Option<String>,
-        /// Last day, YYYY-MM-DD, `today` or `yesterday` (default: yesterday).
-        #[arg(long)]
-        to: Option<String>,
-        /// Most rows for reports that list things.
-        #[arg(long, default_value_t = 100)]
-        limit: u64,
-        /// Language of advice and labels.
-        #[arg(long, value_enum, default_value = "en")]
-        lang: bouncelens::report::Lang,
-        #[arg(long, value_enum, default_value = "table")]
-        format: report_cli::OutputFormat,
-        /// Write to this file instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Print the report's SQL with its parameters bound, and do not run it.
-        #[arg(long)]
-        sql: bool,
+        #[command(flatten)]
+        args: report_cli::ReportArgs,
         #[command(flatten)]
         common: Common,
     },
@@ -285,32 +259,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli::init_logging(&config, true);
             cli::demo(config, classifier, log)
         }
-        Command::Report {
-            name,
-            list,
-            org,
-            from,
-            to,
-            limit,
-            lang,
-            format,
-            out,
-            sql,
-            common,
-        } => {
+        Command::Report { args, common } => {
             let (config, ()) = load_config(&common)?;
-            let args = report_cli::ReportArgs {
-                name,
-                list,
-                org,
-                from,
-                to,
-                limit,
-                lang,
-                format,
-                out,
-                sql,
-            };
             report_cli::report(&config, args)
         }
         Command::Sql { query, format, out, common } => {

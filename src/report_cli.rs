@@ -48,17 +48,35 @@ async fn session(config: &Config) -> Result<SessionContext> {
     Ok(ctx)
 }
 
+#[derive(clap::Args)]
 pub struct ReportArgs {
+    /// The report's name.
     pub name: Option<String>,
+    /// List the reports and what each answers.
+    #[arg(long)]
     pub list: bool,
+    /// The organisation id (e.g. example.com).
+    #[arg(long)]
     pub org: Option<String>,
+    /// First day, YYYY-MM-DD (default: the --to day).
+    #[arg(long)]
     pub from: Option<String>,
+    /// Last day, YYYY-MM-DD, `today` or `yesterday` (default: yesterday).
+    #[arg(long)]
     pub to: Option<String>,
+    /// Most rows for reports that list things.
+    #[arg(long, default_value_t = 100)]
     pub limit: u64,
+    /// Language of advice and labels.
+    #[arg(long, value_enum, default_value = "en")]
     pub lang: Lang,
+    #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Print the bound SQL instead of running it.
+    /// Print the report's SQL with its parameters bound, and do not run it.
+    #[arg(long)]
     pub sql: bool,
 }
 
