@@ -205,9 +205,14 @@ impl Decoder {
     /// Decodes one message. `received` is when the transport got it (the
     /// Kafka timestamp); it anchors syslog's missing year.
     pub fn decode(&mut self, payload: &[u8], received: Option<DateTime<Utc>>) -> Decoded {
-        match self.decode_stateless(payload) {
+        let text = match self.text_of(payload) {
+            Ok(text) => text,
+            Err(rejected) => return Decoded::Rejected(rejected),
+        };
+        match self.decode_text(&text) {
             Some(decoded) => decoded,
-            None => self.decode_postfix(payload, received),
+            None => postfix::decode(&text, received, &self.settings, &mut self.postfix)
+                .unwrap_or_else(Decoded::Rejected),
         }
     }
 
@@ -217,35 +222,25 @@ impl Decoder {
     /// in order. This half takes `&self`, so a batch of messages can be
     /// decoded on several threads before being taken in order.
     pub fn decode_stateless(&self, payload: &[u8]) -> Option<Decoded> {
-        let text = match self.text_of(payload) {
-            Ok(text) => text,
-            Err(rejected) => return Some(Decoded::Rejected(rejected)),
-        };
+        match self.text_of(payload) {
+            Ok(text) => self.decode_text(&text),
+            Err(rejected) => Some(Decoded::Rejected(rejected)),
+        }
+    }
+
+    /// The stateless formats of a message's text; `None` for Postfix.
+    fn decode_text(&self, text: &str) -> Option<Decoded> {
         let format = match self.settings.format {
-            InputFormat::Auto => detect(&text),
+            InputFormat::Auto => detect(text),
             fixed => fixed,
         };
         let result = match format {
-            InputFormat::Canonical => canonical::decode(&text, &self.settings),
-            InputFormat::Kumomta => kumomta::decode(&text, &self.settings),
+            InputFormat::Canonical => canonical::decode(text, &self.settings),
+            InputFormat::Kumomta => kumomta::decode(text, &self.settings),
             InputFormat::Postfix => return None,
             InputFormat::Auto => Err(RejectReason::UnknownFormat),
         };
         Some(result.unwrap_or_else(Decoded::Rejected))
-    }
-
-    fn decode_postfix(
-        &mut self,
-        payload: &[u8],
-        received: Option<DateTime<Utc>>,
-    ) -> Decoded {
-        match self.text_of(payload) {
-            Ok(text) => {
-                postfix::decode(&text, received, &self.settings, &mut self.postfix)
-                    .unwrap_or_else(Decoded::Rejected)
-            }
-            Err(rejected) => Decoded::Rejected(rejected),
-        }
     }
 
     /// The text of a message, trimmed, or why it has none.
