@@ -129,6 +129,9 @@ pub fn classify_lines(
     Ok((ok, bad))
 }
 
+/// The fields of a JSON line that may carry the reply text, in order.
+const TEXT_FIELDS: [&str; 4] = ["reply", "diagnostic", "response", "text"];
+
 fn classify_line<'t>(
     classifier: &'t Classifier,
     line: &str,
@@ -139,9 +142,7 @@ fn classify_line<'t>(
     let value: Value = serde_json::from_str(line)
         .map_err(|e| format!("line looks like JSON but does not parse: {e}"))?;
     let obj = value.as_object().ok_or("expected a JSON object")?;
-    let text = ["reply", "diagnostic", "response", "text"].iter().find_map(|k| match obj
-        .get(*k)
-    {
+    let text = TEXT_FIELDS.iter().find_map(|k| match obj.get(*k) {
         Some(Value::String(s)) => Some(s.as_str()),
         Some(Value::Object(o)) => o.get("content").and_then(Value::as_str),
         _ => None,
@@ -153,11 +154,11 @@ fn classify_line<'t>(
     });
     let enhanced = obj.get("enhanced_code").and_then(Value::as_str);
     if text.is_none() && code.is_none() && enhanced.is_none() {
-        let present: Vec<&str> =
-            ["reply", "diagnostic", "response", "text", "smtp_code", "enhanced_code"]
-                .into_iter()
-                .filter(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
-                .collect();
+        let present: Vec<&str> = TEXT_FIELDS
+            .into_iter()
+            .chain(["smtp_code", "enhanced_code"])
+            .filter(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
+            .collect();
         return Err(if present.is_empty() {
             "JSON record has none of `reply`, `smtp_code`, `enhanced_code`".to_string()
         } else {
