@@ -78,7 +78,7 @@ pub fn ingest_input(
     let resumed_at = writer.read_offset();
     let mut report = IngestReport { input: input.to_string(), ..IngestReport::default() };
     let mut reader = reader;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES + 64 * 1024);
     let mut lines: Vec<std::ops::Range<usize>> = Vec::with_capacity(BATCH_LINES);
     let mut offset: i64 = 0;
@@ -104,7 +104,7 @@ pub fn ingest_input(
             lines.push(start..end);
         }
         let payloads: Vec<&[u8]> = lines.iter().map(|r| &buf[r.clone()]).collect();
-        let prepared = writer.prepare(classifier, offset, &payloads, threads);
+        let prepared = writer.prepare(classifier, offset, &payloads, parallel);
         for (payload, prepared) in payloads.iter().zip(prepared) {
             // Blank lines (empty, or white space only) are not records.
             if !payload.iter().all(u8::is_ascii_whitespace) {

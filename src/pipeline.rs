@@ -166,7 +166,7 @@ impl SourceWriter {
 
     /// Decodes and classifies a batch of messages ahead of
     /// [`accept_prepared`](Self::accept_prepared), on the shared thread
-    /// pool unless `threads` is 1. Messages that need the source's join state (Postfix lines)
+    /// pool when `parallel`. Messages that need the source's join state (Postfix lines)
     /// come back as [`Prepared::InOrder`] and are decoded when taken.
     /// `first_offset` is the offset of `payloads[0]`; the rest follow on.
     pub fn prepare(
@@ -174,7 +174,7 @@ impl SourceWriter {
         classifier: &Classifier,
         first_offset: i64,
         payloads: &[&[u8]],
-        threads: usize,
+        parallel: bool,
     ) -> Vec<Prepared> {
         let one = |(i, payload): (usize, &&[u8])| {
             let offset = first_offset + i as i64;
@@ -188,7 +188,7 @@ impl SourceWriter {
                 None => Prepared::InOrder,
             }
         };
-        if threads <= 1 {
+        if !parallel {
             return payloads.iter().enumerate().map(one).collect();
         }
         payloads.par_iter().enumerate().with_min_len(256).map(one).collect()
@@ -423,12 +423,12 @@ mod tests {
         assert!(expected.0.len() > 2000, "the batch yields deliveries");
         assert!(expected.1.len() >= 3, "the broken messages are dead letters");
         assert!(expected.2.skipped >= 1, "the KumoMTA reception is skipped");
-        for threads in [1, 2, 4] {
+        for parallel in [false, true] {
             let mut batched = open("b");
             let payloads: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
             for (n, batch) in payloads.chunks(777).enumerate() {
                 let first = (n * 777) as i64;
-                let prepared = batched.prepare(&classifier, first, batch, threads);
+                let prepared = batched.prepare(&classifier, first, batch, parallel);
                 for (i, (payload, p)) in batch.iter().zip(prepared).enumerate() {
                     batched.accept_prepared(
                         &classifier,
@@ -439,7 +439,7 @@ mod tests {
                     );
                 }
             }
-            assert_eq!(taken(&batched), expected, "{threads} threads");
+            assert_eq!(taken(&batched), expected, "parallel: {parallel}");
         }
     }
 }
