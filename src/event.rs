@@ -98,10 +98,15 @@ pub struct DeliveryEvent {
 
 /// The domain part of an address, lower-cased: `a@B.com` gives `b.com`.
 pub fn domain_of(address: &str) -> Option<String> {
+    domain_part(address).map(str::to_ascii_lowercase)
+}
+
+/// The domain part of an address as written (not lower-cased).
+pub fn domain_part(address: &str) -> Option<&str> {
     let address = address.trim().trim_start_matches('<').trim_end_matches('>');
     let (_, domain) = address.rsplit_once('@')?;
     let domain = domain.trim().trim_end_matches('.');
-    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
+    (!domain.is_empty()).then_some(domain)
 }
 
 #[cfg(test)]

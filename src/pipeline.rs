@@ -6,6 +6,7 @@
 //! `ingest` keeps one per input file. Both go through the same code, so
 //! what a backfill writes is what the stream job would have written.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -13,7 +14,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::classify_event;
-use crate::event::domain_of;
 use crate::formats::{DecodeSettings, Decoded, Decoder, RejectReason};
 use crate::sink::{
     Checkpoint, Committer, DeliveryRow, Flush, FlushStats, RejectedRow, SinkError,
@@ -77,7 +77,7 @@ pub enum MessageRows {
 /// The writer of one source.
 pub struct SourceWriter {
     source: String,
-    topic: String,
+    topic: Arc<str>,
     partition: i32,
     decoder: Decoder,
     committed: Checkpoint,
@@ -86,6 +86,8 @@ pub struct SourceWriter {
     deliveries: Vec<Vec<DeliveryRow>>,
     delivery_rows: usize,
     rejected: Vec<RejectedRow>,
+    /// Classified rows buffered, by category.
+    bounces: Vec<(String, u64)>,
     first_offset: Option<i64>,
     next_offset: i64,
     pending: Totals,
@@ -113,13 +115,14 @@ impl SourceWriter {
         Ok(Self {
             next_offset: committed.next_offset,
             source,
-            topic,
+            topic: topic.into(),
             partition,
             decoder,
             committed,
             deliveries: Vec::new(),
             delivery_rows: 0,
             rejected: Vec::new(),
+            bounces: Vec::new(),
             first_offset: None,
             pending: Totals::default(),
             bytes: 0,
@@ -226,8 +229,7 @@ impl SourceWriter {
                 let n = rows.len();
                 for row in rows {
                     if let Some(category) = &row.category {
-                        metrics::counter!("bouncelens_bounces_total", "category" => category.clone())
-                            .increment(1);
+                        self.count_bounce(category);
                     }
                     self.bytes += row.approx_bytes();
                     match self.deliveries.last_mut() {
@@ -268,6 +270,15 @@ impl SourceWriter {
         }
     }
 
+    /// Counts a classified row for `bouncelens_bounces_total`, which is
+    /// told at the flush (one metrics lookup per category, not per row).
+    fn count_bounce(&mut self, category: &str) {
+        match self.bounces.iter_mut().find(|(c, _)| c == category) {
+            Some((_, n)) => *n += 1,
+            None => self.bounces.push((category.to_string(), 1)),
+        }
+    }
+
     fn position(&self, offset: i64) -> SourcePosition {
         SourcePosition { topic: self.topic.clone(), partition: self.partition, offset }
     }
@@ -290,13 +301,8 @@ impl SourceWriter {
             .map(|(index, event)| {
                 let class = classify_event(classifier, &event);
                 DeliveryRow {
-                    event_id: format!(
-                        "{}:{}:{}:{}",
-                        self.topic, self.partition, offset, index
-                    ),
-                    sender_domain: event.sender.as_deref().and_then(domain_of),
-                    recipient_domain: domain_of(&event.recipient),
                     event,
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
                     category: class.category,
                     reason: class.reason,
                     severity: class.severity,
@@ -343,6 +349,10 @@ impl SourceWriter {
         })?;
         metrics::counter!("bouncelens_records_written_total")
             .increment(self.delivery_rows as u64);
+        for (category, n) in self.bounces.drain(..) {
+            metrics::counter!("bouncelens_bounces_total", "category" => category)
+                .increment(n);
+        }
         metrics::counter!("bouncelens_files_written_total").increment(stats.files as u64);
         metrics::histogram!("bouncelens_flush_rows").record(stats.rows as f64);
         metrics::histogram!("bouncelens_flush_bytes").record(stats.bytes as f64);

@@ -45,7 +45,7 @@ fn describe() {
     );
     describe_counter!(
         "bouncelens_bounces_total",
-        "Failed deliveries classified, by category"
+        "Failed deliveries written, classified, by category"
     );
     describe_counter!("bouncelens_files_written_total", "Parquet files committed");
     describe_counter!("bouncelens_summary_runs_total", "Daily summary runs, by result");

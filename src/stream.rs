@@ -516,7 +516,7 @@ impl StreamJob {
             .insert(Header { key: "bouncelens.detail", value: Some(row.detail.as_str()) })
             .insert(Header {
                 key: "bouncelens.source.topic",
-                value: Some(row.source.topic.as_str()),
+                value: Some(&*row.source.topic),
             })
             .insert(Header {
                 key: "bouncelens.source.partition",

@@ -6,6 +6,7 @@
 //! partition columns `date` and `org` are not stored in the files: they
 //! come from the directory names.
 
+use std::fmt::Write;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
@@ -15,25 +16,28 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 
-use crate::event::DeliveryEvent;
+use crate::event::{DeliveryEvent, domain_part};
 
 /// Where a record came from: the Kafka topic and partition (or the input
 /// file) and its offset there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourcePosition {
-    pub topic: String,
+    /// Shared by every row of a source.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
 }
 
 /// A delivery event with its classification, ready to be written.
+///
+/// The columns derived from others (`event_id`, the domains) are made when
+/// the file is written, so a buffered row holds no copy of them.
 #[derive(Clone, Debug)]
 pub struct DeliveryRow {
     pub event: DeliveryEvent,
-    pub event_id: String,
-    /// The sender's and recipient's domains, lower-cased.
-    pub sender_domain: Option<String>,
-    pub recipient_domain: Option<String>,
+    /// Which of its message's events this is (a Postfix expiry gives one
+    /// per recipient); part of `event_id`.
+    pub index: u32,
     pub category: Option<String>,
     pub reason: Option<String>,
     pub severity: Option<&'static str>,
@@ -54,7 +58,6 @@ impl DeliveryRow {
             + opt(&e.extra)
             + opt(&e.message_id)
             + opt(&e.remote_host)
-            + self.event_id.len()
             + opt(&self.matched)
     }
 }
@@ -132,7 +135,14 @@ pub static REJECTED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub fn deliveries_batch(rows: &[&DeliveryRow]) -> RecordBatch {
     let n = rows.len();
     let mut time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut strings: Vec<StringBuilder> = (0..20).map(|_| StringBuilder::new()).collect();
+    // Sized for typical values up front: growing a column of a million
+    // values by doubling copies it over and over.
+    let text =
+        |bytes_per_value: usize| StringBuilder::with_capacity(n, n * bytes_per_value);
+    let mut strings: Vec<StringBuilder> = (0..17).map(|_| text(16)).collect();
+    let mut event_id = text(24);
+    let mut sender_domain = text(16);
+    let mut recipient_domain = text(16);
     let mut smtp_code = Int32Builder::with_capacity(n);
     let mut attempt = Int32Builder::with_capacity(n);
     let mut size = Int64Builder::with_capacity(n);
@@ -142,13 +152,16 @@ pub fn deliveries_batch(rows: &[&DeliveryRow]) -> RecordBatch {
     for row in rows {
         let e = &row.event;
         time.append_value(e.event_time.timestamp_micros());
-        let texts: [Option<&str>; 20] = [
-            Some(&row.event_id),
+        let s = &row.source;
+        write!(event_id, "{}:{}:{}:{}", s.topic, s.partition, s.offset, row.index)
+            .expect("writing to memory");
+        event_id.append_value("");
+        append_domain(&mut sender_domain, e.sender.as_deref());
+        append_domain(&mut recipient_domain, Some(&e.recipient));
+        let texts: [Option<&str>; 17] = [
             Some(&e.org_id),
             e.sender.as_deref(),
-            row.sender_domain.as_deref(),
             Some(&e.recipient),
-            row.recipient_domain.as_deref(),
             e.message_id.as_deref(),
             e.queue_id.as_deref(),
             Some(e.outcome.as_str()),
@@ -174,22 +187,22 @@ pub fn deliveries_batch(rows: &[&DeliveryRow]) -> RecordBatch {
         partition.append_value(row.source.partition);
         offset.append_value(row.source.offset);
     }
-    let mut topic = StringBuilder::new();
-    let mut extra = StringBuilder::new();
+    let mut topic = text(8);
+    let mut extra = text(0);
     for row in rows {
         topic.append_value(&row.source.topic);
         extra.append_option(row.event.extra.as_deref());
     }
     let mut s = strings.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut next = || s.next().expect("20 string columns");
+    let mut next = || s.next().expect("17 string columns");
     let columns: Vec<ArrayRef> = vec![
         Arc::new(time.finish()),
-        next(), // event_id
+        Arc::new(event_id.finish()),
         next(), // org_id
         next(), // sender
-        next(), // sender_domain
+        Arc::new(sender_domain.finish()),
         next(), // recipient
-        next(), // recipient_domain
+        Arc::new(recipient_domain.finish()),
         next(), // message_id
         next(), // queue_id
         next(), // outcome
@@ -215,6 +228,17 @@ pub fn deliveries_batch(rows: &[&DeliveryRow]) -> RecordBatch {
     ];
     RecordBatch::try_new(DELIVERIES_SCHEMA.clone(), columns)
         .expect("columns are built to the schema")
+}
+
+/// Appends the lower-cased domain of an address, or null.
+fn append_domain(builder: &mut StringBuilder, address: Option<&str>) {
+    match address.and_then(domain_part) {
+        Some(domain) if domain.bytes().any(|b| b.is_ascii_uppercase()) => {
+            builder.append_value(domain.to_ascii_lowercase());
+        }
+        Some(domain) => builder.append_value(domain),
+        None => builder.append_null(),
+    }
 }
 
 /// Builds a `rejected` batch from rows.
