@@ -13,12 +13,14 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::ops::Range;
 use std::path::Path;
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
 use crate::formats::DecodeSettings;
-use crate::pipeline::{Accepted, FlushPolicy, SourceWriter};
+use crate::pipeline::{Accepted, FlushPolicy, PendingFlush, SourceWriter};
 use crate::sink::{Committer, SinkError, Totals};
 use crate::taxonomy::Classifier;
 
@@ -56,7 +58,7 @@ pub fn ingest_input(
     max_raw_bytes: usize,
 ) -> Result<IngestReport, IngestError> {
     let read_err = |source| IngestError::Read { path: input.to_string(), source };
-    let (source, reader): (String, Box<dyn BufRead>) = if input == "-" {
+    let (source, reader): (String, Box<dyn BufRead + Send>) = if input == "-" {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         (format!("stdin.{now}"), Box::new(BufReader::new(std::io::stdin())))
     } else {
@@ -77,50 +79,62 @@ pub fn ingest_input(
     let start = writer.totals();
     let resumed_at = writer.read_offset();
     let mut report = IngestReport { input: input.to_string(), ..IngestReport::default() };
-    let mut reader = reader;
     let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-    let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES + 64 * 1024);
-    let mut lines: Vec<std::ops::Range<usize>> = Vec::with_capacity(BATCH_LINES);
     let mut offset: i64 = 0;
-    let mut at_end = false;
-    while !at_end {
-        // A batch of lines is decoded and classified on every core, then
-        // taken in order.
-        buf.clear();
-        lines.clear();
-        while lines.len() < BATCH_LINES && buf.len() < BATCH_BYTES {
-            let start = buf.len();
-            if reader.read_until(b'\n', &mut buf).map_err(read_err)? == 0 {
-                at_end = true;
+    // Three stages overlap: a thread reads batches of lines, this one
+    // decodes and classifies them (on every core) and buffers the rows, and
+    // a thread commits the buffers that are due, one after another, in
+    // order. At most one buffer is being committed while the next fills.
+    std::thread::scope(|scope| -> Result<(), IngestError> {
+        let (batches, batches_rx) = mpsc::sync_channel::<std::io::Result<Batch>>(2);
+        let (spares, spares_rx) = mpsc::channel::<Batch>();
+        scope.spawn(move || read_batches(reader, &batches, &spares_rx));
+        let (flushes, flushes_rx) = mpsc::sync_channel::<PendingFlush>(0);
+        let flusher = scope.spawn(move || -> Result<usize, SinkError> {
+            let mut files = 0;
+            for flush in flushes_rx {
+                files += flush.commit(committer)?.1.files;
+            }
+            Ok(files)
+        });
+        let mut failed = false;
+        for batch in batches_rx {
+            let batch = batch.map_err(read_err)?;
+            let payloads: Vec<&[u8]> =
+                batch.lines.iter().map(|r| &batch.buf[r.clone()]).collect();
+            let prepared = writer.prepare(classifier, offset, &payloads, parallel);
+            for (payload, prepared) in payloads.iter().zip(prepared) {
+                // Blank lines (empty, or white space only) are not records.
+                if !payload.iter().all(u8::is_ascii_whitespace) {
+                    let taken = writer
+                        .accept_prepared(classifier, offset, payload, None, prepared);
+                    if let Accepted::AlreadyWritten = taken {
+                        report.already_written += 1;
+                    }
+                }
+                offset += 1;
+                if writer.due(policy)
+                    && let Some(flush) = writer.take()
+                    && flushes.send(flush).is_err()
+                {
+                    // The flusher stopped on an error, told below.
+                    failed = true;
+                    break;
+                }
+            }
+            drop(payloads);
+            if failed {
                 break;
             }
-            let mut end = buf.len();
-            if buf[end - 1] == b'\n' {
-                end -= 1;
-                if end > start && buf[end - 1] == b'\r' {
-                    end -= 1;
-                }
-            }
-            lines.push(start..end);
+            let _ = spares.send(batch);
         }
-        let payloads: Vec<&[u8]> = lines.iter().map(|r| &buf[r.clone()]).collect();
-        let prepared = writer.prepare(classifier, offset, &payloads, parallel);
-        for (payload, prepared) in payloads.iter().zip(prepared) {
-            // Blank lines (empty, or white space only) are not records.
-            if !payload.iter().all(u8::is_ascii_whitespace) {
-                let taken =
-                    writer.accept_prepared(classifier, offset, payload, None, prepared);
-                if let Accepted::AlreadyWritten = taken {
-                    report.already_written += 1;
-                }
-            }
-            offset += 1;
-            if writer.due(policy) {
-                report.files += writer.flush(committer)?.map_or(0, |(_, s)| s.files);
-            }
+        if !failed && let Some(flush) = writer.take() {
+            let _ = flushes.send(flush);
         }
-    }
-    report.files += writer.flush(committer)?.map_or(0, |(_, s)| s.files);
+        drop(flushes);
+        report.files = flusher.join().expect("the flusher does not panic")?;
+        Ok(())
+    })?;
     report.totals = writer.totals().since(&start);
     if offset < resumed_at {
         tracing::warn!(
@@ -133,8 +147,60 @@ pub fn ingest_input(
     Ok(report)
 }
 
+/// Lines read together: one buffer, and where each line lies in it (line
+/// ends cut off).
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    lines: Vec<Range<usize>>,
+}
+
+/// Reads `reader` to its end in batches, sending each; buffers sent back
+/// on `spares` are used again. Stops early when the receiver is gone.
+fn read_batches(
+    mut reader: Box<dyn BufRead + Send>,
+    batches: &mpsc::SyncSender<std::io::Result<Batch>>,
+    spares: &mpsc::Receiver<Batch>,
+) {
+    loop {
+        let mut batch = spares.try_recv().unwrap_or_else(|_| Batch {
+            buf: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
+            lines: Vec::with_capacity(BATCH_LINES),
+        });
+        batch.buf.clear();
+        batch.lines.clear();
+        let mut at_end = false;
+        while batch.lines.len() < BATCH_LINES && batch.buf.len() < BATCH_BYTES {
+            let start = batch.buf.len();
+            match reader.read_until(b'\n', &mut batch.buf) {
+                Ok(0) => {
+                    at_end = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = batches.send(Err(e));
+                    return;
+                }
+            }
+            let buf = &batch.buf;
+            let mut end = buf.len();
+            if buf[end - 1] == b'\n' {
+                end -= 1;
+                if end > start && buf[end - 1] == b'\r' {
+                    end -= 1;
+                }
+            }
+            batch.lines.push(start..end);
+        }
+        if (!batch.lines.is_empty() && batches.send(Ok(batch)).is_err()) || at_end {
+            return;
+        }
+    }
+}
+
 /// Opens a file, decompressing gzip or zstd by extension or magic bytes.
-pub fn open_decompressed(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
+pub fn open_decompressed(path: &Path) -> std::io::Result<Box<dyn BufRead + Send>> {
     let mut file = File::open(path)?;
     let mut magic = [0u8; 4];
     let got = file.read(&mut magic)?;

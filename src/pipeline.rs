@@ -329,10 +329,16 @@ impl SourceWriter {
         &mut self,
         committer: &Committer,
     ) -> Result<Option<(i64, FlushStats)>, SinkError> {
-        let Some(first_offset) = self.first_offset else {
-            return Ok(None);
-        };
-        let started = Instant::now();
+        self.take().map(|job| job.commit(committer)).transpose()
+    }
+
+    /// Takes the buffer as a flush to commit, here or on another thread,
+    /// and goes on as if it were committed: the next flush starts where
+    /// this one ends. Flushes of a source must be committed in the order
+    /// taken, and a failed one stops the source (reopen it to recover).
+    /// `None` when there is nothing to write.
+    pub fn take(&mut self) -> Option<PendingFlush> {
+        let first_offset = self.first_offset.take()?;
         let mut totals = self.committed.totals;
         totals.add(&self.pending);
         let checkpoint = Checkpoint {
@@ -341,15 +347,48 @@ impl SourceWriter {
             totals,
             join_state: self.decoder.snapshot(),
         };
-        let stats = committer.commit(Flush {
+        let job = PendingFlush {
+            source: self.source.clone(),
             first_offset,
+            deliveries: std::mem::take(&mut self.deliveries),
+            delivery_rows: self.delivery_rows,
+            rejected: std::mem::take(&mut self.rejected),
+            bounces: std::mem::take(&mut self.bounces),
+            checkpoint: checkpoint.clone(),
+        };
+        self.committed = checkpoint;
+        self.delivery_rows = 0;
+        self.pending = Totals::default();
+        self.bytes = 0;
+        Some(job)
+    }
+}
+
+/// A buffer taken from a [`SourceWriter`], to be committed.
+pub struct PendingFlush {
+    source: String,
+    first_offset: i64,
+    deliveries: Vec<Vec<DeliveryRow>>,
+    delivery_rows: usize,
+    rejected: Vec<RejectedRow>,
+    bounces: Vec<(String, u64)>,
+    checkpoint: Checkpoint,
+}
+
+impl PendingFlush {
+    /// Commits the flush; returns the offset to commit to Kafka.
+    pub fn commit(self, committer: &Committer) -> Result<(i64, FlushStats), SinkError> {
+        let started = Instant::now();
+        let next_offset = self.checkpoint.next_offset;
+        let stats = committer.commit(Flush {
+            first_offset: self.first_offset,
             deliveries: &self.deliveries,
             rejected: &self.rejected,
-            checkpoint: checkpoint.clone(),
+            checkpoint: self.checkpoint,
         })?;
         metrics::counter!("bouncelens_records_written_total")
             .increment(self.delivery_rows as u64);
-        for (category, n) in self.bounces.drain(..) {
+        for (category, n) in self.bounces {
             metrics::counter!("bouncelens_bounces_total", "category" => category)
                 .increment(n);
         }
@@ -358,15 +397,8 @@ impl SourceWriter {
         metrics::histogram!("bouncelens_flush_bytes").record(stats.bytes as f64);
         let seconds = started.elapsed().as_secs_f64();
         metrics::histogram!("bouncelens_flush_duration_seconds").record(seconds);
-        tracing::debug!(source = %self.source, first_offset, next_offset = self.next_offset, files = stats.files, rows = stats.rows, seconds, "flushed");
-        self.committed = checkpoint;
-        self.deliveries.clear();
-        self.delivery_rows = 0;
-        self.rejected.clear();
-        self.first_offset = None;
-        self.pending = Totals::default();
-        self.bytes = 0;
-        Ok(Some((self.next_offset, stats)))
+        tracing::debug!(source = %self.source, first_offset = self.first_offset, next_offset, files = stats.files, rows = stats.rows, seconds, "flushed");
+        Ok((next_offset, stats))
     }
 }
 
