@@ -313,3 +313,66 @@ fn summaries_are_written_per_active_organisation_and_repeat_identically() {
     assert!(md.starts_with("# Bounce summary: Example.COM, 2026-11-02"), "{md}");
     assert!(md.contains("## Recipients to remove from mailing lists"));
 }
+
+/// The 15-minute limit counts every message from 15 minutes before a
+/// message up to and including it: the message exactly 15 minutes earlier
+/// is in, one a millisecond further back is out, and messages sent at the
+/// same instant all count.
+#[test]
+fn the_sliding_window_includes_its_edge_and_same_instant_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    let mut message = 0;
+    let mut send = |lines: &mut String, sender: &str, at: &str| {
+        message += 1;
+        lines.push_str(&format!(
+            r#"{{"timestamp": "2026-11-05T{at}Z", "org_id": "w.example", "sender": "{sender}@w.example", "recipient": "r{message}@x.example", "outcome": "delivered", "message_id": "<m{message}@w.example>", "attempt": 1, "nrcpt": 1}}"#
+        ));
+        lines.push('\n');
+    };
+    // 501 messages within [10:00, 10:15], the last exactly 15 minutes
+    // after the first; the same shape a millisecond wider; 501 at once.
+    for (sender, last) in [("edge", "10:15:00.000"), ("wider", "10:15:00.001")] {
+        send(&mut lines, sender, "10:00:00.000");
+        for _ in 0..499 {
+            send(&mut lines, sender, "10:05:00.000");
+        }
+        send(&mut lines, sender, last);
+    }
+    for _ in 0..501 {
+        send(&mut lines, "burst", "11:00:00.000");
+    }
+    let input = dir.path().join("events.ndjson");
+    std::fs::write(&input, lines).unwrap();
+    let data = dir.path().join("data");
+    let committer = Committer::new(Layout::new(&data), chrono_tz::UTC);
+    ingest_input(
+        input.to_str().unwrap(),
+        &committer,
+        &Classifier::builtin(),
+        &DecodeSettings::default(),
+        &FlushPolicy::default(),
+        1024,
+    )
+    .unwrap();
+    let reports = report::load_reports(None).unwrap();
+    let params = Params {
+        org: "w.example".into(),
+        from: day("2026-11-05"),
+        to: day("2026-11-05"),
+        limit: 50,
+        lang: Lang::En,
+    };
+    let got = runtime().block_on(async {
+        let ctx = session(&data).await;
+        csv(&report::run(&ctx, report::find(&reports, "limits").unwrap(), &params)
+            .await
+            .unwrap())
+    });
+    assert_eq!(
+        got,
+        "kind,subject,date,value,limit_value\n\
+         user_15_minute_messages,burst@w.example,2026-11-05,501,500\n\
+         user_15_minute_messages,edge@w.example,2026-11-05,501,500\n"
+    );
+}
