@@ -104,6 +104,13 @@ pub fn ingest_input(
                 batch.lines.iter().map(|r| &batch.buf[r.clone()]).collect();
             let prepared = writer.prepare(classifier, offset, &payloads, parallel);
             for (payload, prepared) in payloads.iter().zip(prepared) {
+                if writer.day_turns_at(&prepared, policy)
+                    && let Some(flush) = writer.take()
+                    && flushes.send(flush).is_err()
+                {
+                    failed = true;
+                    break;
+                }
                 // Blank lines (empty, or white space only) are not records.
                 if !payload.iter().all(u8::is_ascii_whitespace) {
                     let taken = writer

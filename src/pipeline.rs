@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +95,10 @@ pub struct SourceWriter {
     bytes: usize,
     opened_at: Instant,
     max_raw_bytes: usize,
+    /// The partitions' time zone, and the local date of the last row
+    /// buffered.
+    time_zone: Tz,
+    last_date: Option<NaiveDate>,
 }
 
 impl SourceWriter {
@@ -128,6 +133,8 @@ impl SourceWriter {
             bytes: 0,
             opened_at: Instant::now(),
             max_raw_bytes,
+            time_zone: committer.time_zone(),
+            last_date: None,
         })
     }
 
@@ -227,6 +234,10 @@ impl SourceWriter {
             MessageRows::Events(rows) => {
                 self.pending.written += 1;
                 let n = rows.len();
+                if let Some(last) = rows.last() {
+                    let local = last.event.event_time.with_timezone(&self.time_zone);
+                    self.last_date = Some(local.date_naive());
+                }
                 for row in rows {
                     if let Some(category) = &row.category {
                         self.count_bounce(category);
@@ -323,6 +334,24 @@ impl SourceWriter {
                 || self.opened_at.elapsed() >= Duration::from_secs(policy.max_age_secs))
     }
 
+    /// Whether to flush before taking `next`, a message prepared ahead:
+    /// when the buffer is at least half due and `next` starts a new local
+    /// day. Logs come in time order, so a buffer cut where the day turns
+    /// gives each day's partitions one file where a cut anywhere else
+    /// would leave two.
+    pub fn day_turns_at(&self, next: &Prepared, policy: &FlushPolicy) -> bool {
+        let Prepared::Ready(MessageRows::Events(rows)) = next else {
+            return false;
+        };
+        let (Some(first), Some(last_date)) = (rows.first(), self.last_date) else {
+            return false;
+        };
+        (self.buffered_rows() >= policy.max_rows / 2
+            || self.bytes >= policy.max_bytes / 2)
+            && first.event.event_time.with_timezone(&self.time_zone).date_naive()
+                != last_date
+    }
+
     /// Writes the buffer out. Returns the offset to commit to Kafka, or
     /// `None` when there was nothing to write.
     pub fn flush(
@@ -360,6 +389,7 @@ impl SourceWriter {
         self.delivery_rows = 0;
         self.pending = Totals::default();
         self.bytes = 0;
+        self.last_date = None;
         Some(job)
     }
 }
@@ -483,5 +513,47 @@ mod tests {
             }
             assert_eq!(taken(&batched), expected, "parallel: {parallel}");
         }
+    }
+
+    #[test]
+    fn a_half_due_buffer_is_cut_where_the_local_day_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let committer =
+            Committer::new(Layout::new(dir.path()), chrono_tz::Asia::Shanghai);
+        let classifier = Classifier::builtin();
+        let mut writer = SourceWriter::open(
+            &committer,
+            "s".into(),
+            "t".into(),
+            0,
+            DecodeSettings::default(),
+            64,
+        )
+        .unwrap();
+        let policy =
+            FlushPolicy { max_rows: 4, max_bytes: usize::MAX, max_age_secs: 3600 };
+        // 15:59 and 16:00 UTC are 23:59 and 00:00 in Shanghai.
+        let at = |time: &str| {
+            format!(
+                r#"{{"timestamp": "2026-11-02T{time}Z", "org_id": "o", "recipient": "r@x.example", "outcome": "delivered"}}"#
+            )
+            .into_bytes()
+        };
+        let day_one = [at("15:58:00"), at("15:59:00")];
+        let next_day = at("16:00:00");
+        let prepare = |writer: &SourceWriter, offset: i64, payload: &[u8]| {
+            writer.prepare(&classifier, offset, &[payload], false).remove(0)
+        };
+        writer.accept(&classifier, 0, &day_one[0], None);
+        let turn = prepare(&writer, 1, &next_day);
+        assert!(!writer.day_turns_at(&turn, &policy), "one row of four is not half due");
+        writer.accept(&classifier, 1, &day_one[1], None);
+        let same_day = prepare(&writer, 2, &at("15:59:30"));
+        assert!(!writer.day_turns_at(&same_day, &policy), "the day has not turned");
+        let turn = prepare(&writer, 2, &next_day);
+        assert!(writer.day_turns_at(&turn, &policy), "half due, and a new local day");
+        let flush = writer.take().unwrap();
+        assert_eq!(flush.commit(&committer).unwrap().0, 2);
+        assert!(!writer.day_turns_at(&turn, &policy), "an empty buffer is not cut");
     }
 }

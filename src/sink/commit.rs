@@ -168,6 +168,11 @@ impl Committer {
         &self.layout
     }
 
+    /// The time zone whose local dates name the `date` partitions.
+    pub fn time_zone(&self) -> Tz {
+        self.time_zone
+    }
+
     /// Checks that the data root can be written, creating it if needed.
     pub fn check_writable(&self) -> Result<(), SinkError> {
         for dir in
