@@ -43,7 +43,8 @@ impl Outcome {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str().eq_ignore_ascii_case(text.trim()))
+        let text = text.trim();
+        Self::ALL.into_iter().find(|o| o.as_str().eq_ignore_ascii_case(text))
     }
 
     /// Whether the attempt failed and should be classified.
@@ -103,9 +104,20 @@ pub fn domain_of(address: &str) -> Option<String> {
 
 /// The domain part of an address as written (not lower-cased).
 pub fn domain_part(address: &str) -> Option<&str> {
-    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    // Most addresses begin and end with a letter or digit: nothing to trim
+    // (this runs twice for every row written).
+    let bare = |s: &str| {
+        let b = s.as_bytes();
+        b.first().is_some_and(u8::is_ascii_alphanumeric)
+            && b.last().is_some_and(u8::is_ascii_alphanumeric)
+    };
+    let address = if bare(address) {
+        address
+    } else {
+        address.trim().trim_start_matches('<').trim_end_matches('>')
+    };
     let (_, domain) = address.rsplit_once('@')?;
-    let domain = domain.trim().trim_end_matches('.');
+    let domain = if bare(domain) { domain } else { domain.trim().trim_end_matches('.') };
     (!domain.is_empty()).then_some(domain)
 }
 
