@@ -9,8 +9,8 @@
 //!
 //! 1. **Stage.** One Parquet file per output partition (`date`, `org`, and
 //!    one for rejected records) is written under `_bouncelens/staging/`,
-//!    then made durable (one `syncfs` on Linux, an fsync per file
-//!    elsewhere). Nothing is visible to readers yet.
+//!    then fsynced, with the directories above them up to the data root.
+//!    Nothing is visible to readers yet.
 //! 2. **Commit point.** A transaction record listing each staged file, its
 //!    final path and the checkpoint to write afterwards (the next offset
 //!    and the source's join state) is written to a temporary name, fsynced,
@@ -19,8 +19,8 @@
 //! 3. **Apply.** Each staged file is renamed to its final path. Final names
 //!    are derived from the source and offsets
 //!    (`<source>.<first>-<next>.parquet`), so applying twice renames nothing
-//!    new and can never create a second copy. The renames are made durable
-//!    together, as the staged files were.
+//!    new and can never create a second copy. The directories renamed into,
+//!    and those above them, are fsynced.
 //! 4. **Checkpoint.** The checkpoint is replaced (write aside, rename), then
 //!    the transaction record and the staging directory are removed.
 //! 5. Only then does the caller commit the Kafka offset `next`.
@@ -38,7 +38,7 @@
 //! files only appear by rename. During step 3 a reader may see some of a
 //! flush's files and not yet the others; it never sees a record twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -289,8 +289,11 @@ impl Committer {
             let target = self.layout.rejected_dir(date).join(format!("{name}.parquet"));
             files.push(StagedFile { staged, target });
         }
-        let staged: Vec<&Path> = files.iter().map(|f| f.staged.as_path()).collect();
-        make_durable(&staging, &staged)?;
+        // The files, and the directories whose entries lead to them.
+        let root = self.layout.root();
+        let mut staged: Vec<&Path> = files.iter().map(|f| f.staged.as_path()).collect();
+        staged.extend(staging.ancestors().take_while(|d| d.starts_with(root)));
+        make_durable(&staged)?;
         stats.files = files.len();
 
         let txn = Transaction {
@@ -307,13 +310,15 @@ impl Committer {
 
     /// Steps 3 and 4; safe to repeat.
     fn apply(&self, txn: &Transaction, txn_path: &Path) -> Result<(), SinkError> {
-        let mut renamed_into: Vec<&Path> = Vec::new();
+        let mut renamed_into: BTreeSet<&Path> = BTreeSet::new();
         for file in &txn.files {
             let dir = file.target.parent().expect("targets are inside the root");
             if file.staged.exists() {
                 fs::create_dir_all(dir).map_err(io(dir))?;
                 fs::rename(&file.staged, &file.target).map_err(io(&file.target))?;
-                renamed_into.push(dir);
+                // The directory, and those above it that may be new.
+                let root = self.layout.root();
+                renamed_into.extend(dir.ancestors().take_while(|d| d.starts_with(root)));
             } else if !file.target.exists() {
                 return Err(SinkError::Corrupt {
                     path: txn_path.to_path_buf(),
@@ -326,9 +331,7 @@ impl Committer {
             }
         }
         // The renames are durable before the checkpoint moves past them.
-        if !renamed_into.is_empty() {
-            make_durable(self.layout.root(), &renamed_into)?;
-        }
+        make_durable(&renamed_into.into_iter().collect::<Vec<_>>())?;
         let checkpoint = self.checkpoint_path(&txn.source);
         write_atomic(
             &checkpoint,
@@ -424,32 +427,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
 }
 
 /// Makes `paths` (files just written, or directories just renamed into)
-/// durable; all lie on the file system of `root`. On Linux that is one
-/// `syncfs` of that file system, which costs far less than an fsync per
-/// path when a flush writes thousands of files (and since Linux 5.8 it
-/// reports a failed write-back as fsync does); elsewhere each path is
-/// fsynced. Paths renamed from one directory to another share a file
-/// system, or the rename would have failed.
-fn make_durable(root: &Path, paths: &[&Path]) -> Result<(), SinkError> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let _ = paths;
-        let dir = File::open(root).map_err(io(root))?;
-        // SAFETY: `dir` is an open descriptor for the call's duration.
-        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-            return Err(io(root)(std::io::Error::last_os_error()));
-        }
-        Ok(())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = root;
-        for path in paths {
-            File::open(path).and_then(|f| f.sync_all()).map_err(io(path))?;
-        }
-        Ok(())
-    }
+/// durable: each is fsynced, several at a time from threads of their own
+/// (the file system joins concurrent fsyncs into fewer journal commits,
+/// and the decoding pool is not held up waiting on the disk). Only these
+/// paths are waited for, not other programs' writes to the same disk.
+fn make_durable(paths: &[&Path]) -> Result<(), SinkError> {
+    const SYNC_THREADS: usize = 8;
+    let chunk = paths.len().div_ceil(SYNC_THREADS).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = paths
+            .chunks(chunk)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk.iter().try_for_each(|path| {
+                        File::open(path).and_then(|f| f.sync_all()).map_err(io(path))
+                    })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("an fsync thread does not panic"))
+    })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SinkError> {
