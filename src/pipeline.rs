@@ -6,6 +6,7 @@
 //! `ingest` keeps one per input file. Both go through the same code, so
 //! what a backfill writes is what the stream job would have written.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::classify::classify_event;
 use crate::formats::{DecodeSettings, Decoded, Decoder, RejectReason};
 use crate::sink::{
-    Checkpoint, Committer, DeliveryRow, Flush, FlushStats, RejectedRow, SinkError,
-    SourcePosition, Totals,
+    Checkpoint, Committer, DeliveriesBuilder, DeliveryRow, Flush, FlushStats,
+    PartitionRows, RejectedRow, SinkError, SourcePosition, Totals,
 };
 use crate::taxonomy::Classifier;
 
@@ -39,9 +40,6 @@ impl Default for FlushPolicy {
         Self { max_rows: 1_000_000, max_bytes: 256 * 1024 * 1024, max_age_secs: 120 }
     }
 }
-
-/// Rows per chunk of a writer's buffer.
-const CHUNK_ROWS: usize = 1024;
 
 /// How much of a dead letter's raw bytes is kept.
 pub const DEFAULT_MAX_RAW_BYTES: usize = 1024 * 1024;
@@ -82,9 +80,10 @@ pub struct SourceWriter {
     partition: i32,
     decoder: Decoder,
     committed: Checkpoint,
-    /// Buffered rows in chunks of [`CHUNK_ROWS`]: a buffer of a million
-    /// rows never moves to grow.
-    deliveries: Vec<Vec<DeliveryRow>>,
+    /// Buffered rows, in columns, one buffer per output partition.
+    deliveries: Vec<PartitionRows>,
+    /// Where each organisation's buffers are in `deliveries`, by local date.
+    partitions: HashMap<String, Vec<(NaiveDate, usize)>>,
     delivery_rows: usize,
     rejected: Vec<RejectedRow>,
     /// Classified rows buffered, by category.
@@ -125,6 +124,7 @@ impl SourceWriter {
             decoder,
             committed,
             deliveries: Vec::new(),
+            partitions: HashMap::new(),
             delivery_rows: 0,
             rejected: Vec::new(),
             bounces: Vec::new(),
@@ -234,23 +234,15 @@ impl SourceWriter {
             MessageRows::Events(rows) => {
                 self.pending.written += 1;
                 let n = rows.len();
-                if let Some(last) = rows.last() {
-                    let local = last.event.event_time.with_timezone(&self.time_zone);
-                    self.last_date = Some(local.date_naive());
-                }
                 for row in rows {
                     if let Some(category) = &row.category {
                         self.count_bounce(category);
                     }
                     self.bytes += row.approx_bytes();
-                    match self.deliveries.last_mut() {
-                        Some(chunk) if chunk.len() < CHUNK_ROWS => chunk.push(row),
-                        _ => {
-                            let mut chunk = Vec::with_capacity(CHUNK_ROWS);
-                            chunk.push(row);
-                            self.deliveries.push(chunk);
-                        }
-                    }
+                    let date =
+                        row.event.event_time.with_timezone(&self.time_zone).date_naive();
+                    self.partition_rows(date, &row.event.org_id).append(&row);
+                    self.last_date = Some(date);
                 }
                 self.pending.rows += n as u64;
                 self.delivery_rows += n;
@@ -279,6 +271,32 @@ impl SourceWriter {
                 Accepted::DeadLettered(Box::new(row))
             }
         }
+    }
+
+    /// The buffer of the partition for `date` and `org_id`, made if new.
+    fn partition_rows(
+        &mut self,
+        date: NaiveDate,
+        org_id: &str,
+    ) -> &mut DeliveriesBuilder {
+        let dates = match self.partitions.get_mut(org_id) {
+            Some(dates) => dates,
+            None => self.partitions.entry(org_id.to_string()).or_default(),
+        };
+        let i = match dates.iter().find(|(d, _)| *d == date) {
+            Some(&(_, i)) => i,
+            None => {
+                let i = self.deliveries.len();
+                dates.push((date, i));
+                self.deliveries.push(PartitionRows {
+                    date,
+                    org_id: org_id.to_string(),
+                    rows: DeliveriesBuilder::default(),
+                });
+                i
+            }
+        };
+        &mut self.deliveries[i].rows
     }
 
     /// Counts a classified row for `bouncelens_bounces_total`, which is
@@ -386,6 +404,7 @@ impl SourceWriter {
             checkpoint: checkpoint.clone(),
         };
         self.committed = checkpoint;
+        self.partitions.clear();
         self.delivery_rows = 0;
         self.pending = Totals::default();
         self.bytes = 0;
@@ -398,7 +417,7 @@ impl SourceWriter {
 pub struct PendingFlush {
     source: String,
     first_offset: i64,
-    deliveries: Vec<Vec<DeliveryRow>>,
+    deliveries: Vec<PartitionRows>,
     delivery_rows: usize,
     rejected: Vec<RejectedRow>,
     bounces: Vec<(String, u64)>,
@@ -412,7 +431,7 @@ impl PendingFlush {
         let next_offset = self.checkpoint.next_offset;
         let stats = committer.commit(Flush {
             first_offset: self.first_offset,
-            deliveries: &self.deliveries,
+            deliveries: self.deliveries,
             rejected: &self.rejected,
             checkpoint: self.checkpoint,
         })?;
@@ -460,11 +479,21 @@ mod tests {
         out
     }
 
-    /// What a writer buffered, as text to compare.
-    fn taken(writer: &SourceWriter) -> (Vec<String>, Vec<String>, Totals) {
-        let rows = writer.deliveries.iter().flatten().map(|r| format!("{r:?}")).collect();
-        let rejected = writer.rejected.iter().map(|r| format!("{r:?}")).collect();
-        (rows, rejected, writer.totals())
+    /// What a writer buffered: each partition's rows as a batch, the dead
+    /// letters as text, and the totals.
+    type Taken =
+        (Vec<(NaiveDate, String, arrow::array::RecordBatch)>, Vec<String>, Totals);
+
+    fn taken(writer: &mut SourceWriter) -> Taken {
+        let totals = writer.totals();
+        let flush = writer.take().expect("something was buffered");
+        let rows = flush
+            .deliveries
+            .into_iter()
+            .map(|mut p| (p.date, p.org_id, p.rows.finish()))
+            .collect();
+        let rejected = flush.rejected.iter().map(|r| format!("{r:?}")).collect();
+        (rows, rejected, totals)
     }
 
     #[test]
@@ -491,8 +520,9 @@ mod tests {
         for (offset, m) in messages.iter().enumerate() {
             one_by_one.accept(&classifier, offset as i64, m, received);
         }
-        let expected = taken(&one_by_one);
-        assert!(expected.0.len() > 2000, "the batch yields deliveries");
+        let expected = taken(&mut one_by_one);
+        let rows: usize = expected.0.iter().map(|(_, _, b)| b.num_rows()).sum();
+        assert!(rows > 2000, "the batch yields deliveries");
         assert!(expected.1.len() >= 3, "the broken messages are dead letters");
         assert!(expected.2.skipped >= 1, "the KumoMTA reception is skipped");
         for parallel in [false, true] {
@@ -511,7 +541,7 @@ mod tests {
                     );
                 }
             }
-            assert_eq!(taken(&batched), expected, "parallel: {parallel}");
+            assert!(taken(&mut batched) == expected, "parallel: {parallel}");
         }
     }
 

@@ -38,13 +38,14 @@
 //! files only appear by rename. During step 3 a reader may see some of a
 //! flush's files and not yet the others; it never sees a record twice.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
-use chrono::NaiveDate;
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use chrono_tz::Tz;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -53,7 +54,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{Layout, encode_org};
-use super::table::{DeliveryRow, RejectedRow, deliveries_batch, rejected_batch};
+use super::table::{
+    DELIVERIES_SCHEMA, PartitionRows, REJECTED_SCHEMA, RejectedRow, rejected_batch,
+};
 use crate::formats::postfix::JoinState;
 
 /// Errors of the output side. Each names the file and what to do.
@@ -138,8 +141,8 @@ struct Transaction {
 /// One flush of one source.
 pub struct Flush<'a> {
     pub first_offset: i64,
-    /// The rows, in chunks as buffered.
-    pub deliveries: &'a [Vec<DeliveryRow>],
+    /// The rows, by the partition they were buffered for.
+    pub deliveries: Vec<PartitionRows>,
     pub rejected: &'a [RejectedRow],
     pub checkpoint: Checkpoint,
 }
@@ -245,38 +248,40 @@ impl Committer {
         let mut stats = FlushStats::default();
         let mut files = Vec::new();
 
-        // Rows by (local date, organisation as given), then by the
-        // partition those name: organisations differing only in case share
-        // a partition.
-        let mut given: HashMap<(NaiveDate, &str), Vec<&DeliveryRow>> = HashMap::new();
-        for row in flush.deliveries.iter().flatten() {
-            let date = row.event.event_time.with_timezone(&self.time_zone).date_naive();
-            given.entry((date, row.event.org_id.as_str())).or_default().push(row);
-        }
-        let mut groups: BTreeMap<(String, String), Vec<&DeliveryRow>> = BTreeMap::new();
-        for ((date, org), rows) in given {
-            groups.entry((date.to_string(), encode_org(org))).or_default().extend(rows);
+        // Buffers by the partition directory they name: organisations
+        // differing only in case share one.
+        let mut groups: BTreeMap<(String, String), Vec<PartitionRows>> = BTreeMap::new();
+        for buffer in flush.deliveries {
+            let dir = (buffer.date.to_string(), encode_org(&buffer.org_id));
+            groups.entry(dir).or_default().push(buffer);
         }
         // One file per output partition, written on every core: encoding
         // and compression dominate a flush.
-        let jobs: Vec<(PathBuf, PathBuf, &Vec<&DeliveryRow>)> = groups
-            .iter()
+        let jobs: Vec<(PathBuf, PathBuf, Vec<PartitionRows>)> = groups
+            .into_iter()
             .enumerate()
-            .map(|(i, ((date, org), rows))| {
+            .map(|(i, ((date, org), buffers))| {
                 let staged = staging.join(format!("{i}.parquet"));
                 let target =
-                    self.layout.delivery_dir(date, org).join(format!("{name}.parquet"));
-                (staged, target, rows)
+                    self.layout.delivery_dir(&date, &org).join(format!("{name}.parquet"));
+                (staged, target, buffers)
             })
             .collect();
-        let written: Vec<Result<u64, SinkError>> = jobs
-            .par_iter()
-            .map(|(staged, _, rows)| write_parquet(staged, &deliveries_batch(rows)))
+        let written: Vec<Result<(StagedFile, u64, usize), SinkError>> = jobs
+            .into_par_iter()
+            .map(|(staged, target, buffers)| {
+                let batches: Vec<RecordBatch> =
+                    buffers.into_iter().map(|mut b| b.rows.finish()).collect();
+                let rows = batches.iter().map(RecordBatch::num_rows).sum();
+                let bytes = write_parquet(&staged, &DELIVERIES_SCHEMA, &batches)?;
+                Ok((StagedFile { staged, target }, bytes, rows))
+            })
             .collect();
-        for ((staged, target, rows), bytes) in jobs.into_iter().zip(written) {
-            stats.bytes += bytes?;
-            stats.rows += rows.len();
-            files.push(StagedFile { staged, target });
+        for result in written {
+            let (file, bytes, rows) = result?;
+            stats.bytes += bytes;
+            stats.rows += rows;
+            files.push(file);
         }
         let mut by_date: BTreeMap<String, Vec<&RejectedRow>> = BTreeMap::new();
         for row in flush.rejected {
@@ -285,7 +290,8 @@ impl Committer {
         }
         for (date, rows) in &by_date {
             let staged = staging.join(format!("{}.parquet", files.len()));
-            stats.bytes += write_parquet(&staged, &rejected_batch(rows))?;
+            stats.bytes +=
+                write_parquet(&staged, &REJECTED_SCHEMA, &[rejected_batch(rows)])?;
             let target = self.layout.rejected_dir(date).join(format!("{name}.parquet"));
             files.push(StagedFile { staged, target });
         }
@@ -402,14 +408,17 @@ fn writer_properties() -> WriterProperties {
 /// files durable together, with [`make_durable`]); returns its size.
 fn write_parquet(
     path: &Path,
-    batch: &arrow::array::RecordBatch,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
 ) -> Result<u64, SinkError> {
     let file = File::create(path).map_err(io(path))?;
     let parquet = |source| SinkError::Parquet { path: path.to_path_buf(), source };
     let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
+        ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))
             .map_err(parquet)?;
-    writer.write(batch).map_err(parquet)?;
+    for batch in batches {
+        writer.write(batch).map_err(parquet)?;
+    }
     let file = writer.into_inner().map_err(parquet)?;
     Ok(file.metadata().map_err(io(path))?.len())
 }

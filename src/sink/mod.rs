@@ -8,5 +8,6 @@ pub mod table;
 pub use commit::{Checkpoint, Committer, Flush, FlushStats, SinkError, Totals};
 pub use layout::{Layout, encode_org, org_partition_value};
 pub use table::{
-    DELIVERIES_SCHEMA, DeliveryRow, REJECTED_SCHEMA, RejectedRow, SourcePosition,
+    DELIVERIES_SCHEMA, DeliveriesBuilder, DeliveryRow, PartitionRows, REJECTED_SCHEMA,
+    RejectedRow, SourcePosition,
 };

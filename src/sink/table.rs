@@ -10,11 +10,11 @@ use std::fmt::Write;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder,
+    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::event::{DeliveryEvent, domain_part};
 
@@ -30,8 +30,8 @@ pub struct SourcePosition {
 
 /// A delivery event with its classification, ready to be written.
 ///
-/// The columns derived from others (`event_id`, the domains) are made when
-/// the file is written, so a buffered row holds no copy of them.
+/// It lives only until it is buffered: [`DeliveriesBuilder::append`] copies
+/// it into columns and derives `event_id` and the domains there.
 #[derive(Clone, Debug)]
 pub struct DeliveryRow {
     pub event: DeliveryEvent,
@@ -47,7 +47,7 @@ pub struct DeliveryRow {
 }
 
 impl DeliveryRow {
-    /// A rough size in memory, for flushing by bytes.
+    /// A rough size once buffered in columns, for flushing by bytes.
     pub fn approx_bytes(&self) -> usize {
         let e = &self.event;
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
@@ -131,34 +131,69 @@ pub static REJECTED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// Builds a `deliveries` batch from rows.
-pub fn deliveries_batch(rows: &[&DeliveryRow]) -> RecordBatch {
-    let n = rows.len();
-    let mut time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    // Sized for typical values up front: growing a column of a million
-    // values by doubling copies it over and over.
-    let text =
-        |bytes_per_value: usize| StringBuilder::with_capacity(n, n * bytes_per_value);
-    let mut strings: Vec<StringBuilder> = (0..17).map(|_| text(16)).collect();
-    let mut event_id = text(24);
-    let mut sender_domain = text(16);
-    let mut recipient_domain = text(16);
-    let mut smtp_code = Int32Builder::with_capacity(n);
-    let mut attempt = Int32Builder::with_capacity(n);
-    let mut size = Int64Builder::with_capacity(n);
-    let mut nrcpt = Int32Builder::with_capacity(n);
-    let mut partition = Int32Builder::with_capacity(n);
-    let mut offset = Int64Builder::with_capacity(n);
-    for row in rows {
+/// The `deliveries` columns of one output partition (a local date and an
+/// organisation), filled a row at a time as rows are buffered.
+///
+/// Buffering columns rather than rows keeps a buffered row in a few
+/// contiguous buffers instead of a dozen allocations of its own, and a
+/// flush only hands the columns to the Parquet writer: no pass over rows
+/// left cold in memory since they were read.
+pub struct DeliveriesBuilder {
+    time: TimestampMicrosecondBuilder,
+    event_id: StringBuilder,
+    sender_domain: StringBuilder,
+    recipient_domain: StringBuilder,
+    /// The text columns taken as they are, in the order of [`Self::texts`].
+    texts: [StringBuilder; 17],
+    smtp_code: Int32Builder,
+    attempt: Int32Builder,
+    size: Int64Builder,
+    nrcpt: Int32Builder,
+    topic: StringBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    extra: StringBuilder,
+}
+
+impl Default for DeliveriesBuilder {
+    fn default() -> Self {
+        // Small to start with: a source may hold rows for many partitions,
+        // most of them small; the builders double as they fill.
+        const ROWS: usize = 16;
+        let text = || StringBuilder::with_capacity(ROWS, ROWS * 16);
+        Self {
+            time: TimestampMicrosecondBuilder::with_capacity(ROWS).with_timezone("UTC"),
+            event_id: text(),
+            sender_domain: text(),
+            recipient_domain: text(),
+            texts: std::array::from_fn(|_| text()),
+            smtp_code: Int32Builder::with_capacity(ROWS),
+            attempt: Int32Builder::with_capacity(ROWS),
+            size: Int64Builder::with_capacity(ROWS),
+            nrcpt: Int32Builder::with_capacity(ROWS),
+            topic: text(),
+            partition: Int32Builder::with_capacity(ROWS),
+            offset: Int64Builder::with_capacity(ROWS),
+            extra: text(),
+        }
+    }
+}
+
+impl DeliveriesBuilder {
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The columns taken from a row as they are, in the order `texts` holds
+    /// their builders.
+    fn texts(row: &DeliveryRow) -> [Option<&str>; 17] {
         let e = &row.event;
-        time.append_value(e.event_time.timestamp_micros());
-        let s = &row.source;
-        write!(event_id, "{}:{}:{}:{}", s.topic, s.partition, s.offset, row.index)
-            .expect("writing to memory");
-        event_id.append_value("");
-        append_domain(&mut sender_domain, e.sender.as_deref());
-        append_domain(&mut recipient_domain, Some(&e.recipient));
-        let texts: [Option<&str>; 17] = [
+        [
             Some(&e.org_id),
             e.sender.as_deref(),
             Some(&e.recipient),
@@ -176,58 +211,80 @@ pub fn deliveries_batch(rows: &[&DeliveryRow]) -> RecordBatch {
             row.rule,
             row.matched.as_deref(),
             Some(e.format.as_str()),
-        ];
-        for (builder, value) in strings.iter_mut().zip(texts) {
+        ]
+    }
+
+    /// Appends one row, deriving `event_id` and the domains.
+    pub fn append(&mut self, row: &DeliveryRow) {
+        let e = &row.event;
+        let s = &row.source;
+        self.time.append_value(e.event_time.timestamp_micros());
+        write!(self.event_id, "{}:{}:{}:{}", s.topic, s.partition, s.offset, row.index)
+            .expect("writing to memory");
+        self.event_id.append_value("");
+        append_domain(&mut self.sender_domain, e.sender.as_deref());
+        append_domain(&mut self.recipient_domain, Some(&e.recipient));
+        for (builder, value) in self.texts.iter_mut().zip(Self::texts(row)) {
             builder.append_option(value);
         }
-        smtp_code.append_option(e.smtp_code.map(i32::from));
-        attempt.append_option(e.attempt.and_then(|v| i32::try_from(v).ok()));
-        size.append_option(e.size_bytes.and_then(|v| i64::try_from(v).ok()));
-        nrcpt.append_option(e.nrcpt.and_then(|v| i32::try_from(v).ok()));
-        partition.append_value(row.source.partition);
-        offset.append_value(row.source.offset);
+        self.smtp_code.append_option(e.smtp_code.map(i32::from));
+        self.attempt.append_option(e.attempt.and_then(|v| i32::try_from(v).ok()));
+        self.size.append_option(e.size_bytes.and_then(|v| i64::try_from(v).ok()));
+        self.nrcpt.append_option(e.nrcpt.and_then(|v| i32::try_from(v).ok()));
+        self.topic.append_value(&s.topic);
+        self.partition.append_value(s.partition);
+        self.offset.append_value(s.offset);
+        self.extra.append_option(e.extra.as_deref());
     }
-    let mut topic = text(8);
-    let mut extra = text(0);
-    for row in rows {
-        topic.append_value(&row.source.topic);
-        extra.append_option(row.event.extra.as_deref());
+
+    /// The rows appended, as a batch of the `deliveries` schema; the
+    /// builder is left empty.
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut texts = self.texts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
+        let mut next = || texts.next().expect("17 text columns");
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.event_id.finish()),
+            next(), // org_id
+            next(), // sender
+            Arc::new(self.sender_domain.finish()),
+            next(), // recipient
+            Arc::new(self.recipient_domain.finish()),
+            next(), // message_id
+            next(), // queue_id
+            next(), // outcome
+            Arc::new(self.smtp_code.finish()),
+            next(), // enhanced_code
+            next(), // reply
+            next(), // remote_host
+            next(), // remote_ip
+            next(), // sending_ip
+            Arc::new(self.attempt.finish()),
+            Arc::new(self.size.finish()),
+            Arc::new(self.nrcpt.finish()),
+            next(), // category
+            next(), // reason
+            next(), // severity
+            next(), // rule
+            next(), // matched
+            next(), // source_format
+            Arc::new(self.topic.finish()),
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.extra.finish()),
+        ];
+        RecordBatch::try_new(DELIVERIES_SCHEMA.clone(), columns)
+            .expect("columns are built to the schema")
     }
-    let mut s = strings.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut next = || s.next().expect("17 string columns");
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(time.finish()),
-        Arc::new(event_id.finish()),
-        next(), // org_id
-        next(), // sender
-        Arc::new(sender_domain.finish()),
-        next(), // recipient
-        Arc::new(recipient_domain.finish()),
-        next(), // message_id
-        next(), // queue_id
-        next(), // outcome
-        Arc::new(smtp_code.finish()),
-        next(), // enhanced_code
-        next(), // reply
-        next(), // remote_host
-        next(), // remote_ip
-        next(), // sending_ip
-        Arc::new(attempt.finish()),
-        Arc::new(size.finish()),
-        Arc::new(nrcpt.finish()),
-        next(), // category
-        next(), // reason
-        next(), // severity
-        next(), // rule
-        next(), // matched
-        next(), // source_format
-        Arc::new(topic.finish()),
-        Arc::new(partition.finish()),
-        Arc::new(offset.finish()),
-        Arc::new(extra.finish()),
-    ];
-    RecordBatch::try_new(DELIVERIES_SCHEMA.clone(), columns)
-        .expect("columns are built to the schema")
+}
+
+/// The rows buffered for one output partition: a local date and an
+/// organisation as given (organisations that differ only in case share a
+/// partition directory, and are put together when written).
+pub struct PartitionRows {
+    pub date: NaiveDate,
+    pub org_id: String,
+    pub rows: DeliveriesBuilder,
 }
 
 /// Appends the lower-cased domain of an address, or null.
