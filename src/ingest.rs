@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use sha2::{Digest, Sha256};
 
 use crate::formats::DecodeSettings;
-use crate::pipeline::{Accepted, FlushPolicy, PendingFlush, SourceWriter};
+use crate::pipeline::{Accepted, FlushPolicy, PendingFlush, Prepared, SourceWriter};
 use crate::sink::{Committer, SinkError, Totals};
 use crate::taxonomy::Classifier;
 
@@ -81,14 +81,35 @@ pub fn ingest_input(
     let mut report = IngestReport { input: input.to_string(), ..IngestReport::default() };
     let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     let mut offset: i64 = 0;
-    // Three stages overlap: a thread reads batches of lines, this one
-    // decodes and classifies them (on every core) and buffers the rows, and
-    // a thread commits the buffers that are due, one after another, in
-    // order. At most one buffer is being committed while the next fills.
+    // Four stages overlap: a thread reads batches of lines, a thread
+    // decodes and classifies them (on every core), this one buffers the
+    // rows, and a thread commits the buffers that are due, one after
+    // another, in order. At most one buffer is being committed while the
+    // next fills.
+    let preparer = writer.preparer();
     std::thread::scope(|scope| -> Result<(), IngestError> {
         let (batches, batches_rx) = mpsc::sync_channel::<std::io::Result<Batch>>(2);
         let (spares, spares_rx) = mpsc::channel::<Batch>();
         scope.spawn(move || read_batches(reader, &batches, &spares_rx));
+        let (ready, ready_rx) = mpsc::sync_channel::<std::io::Result<Ready>>(1);
+        let preparer = &preparer;
+        scope.spawn(move || {
+            let mut first_offset = 0;
+            for batch in batches_rx {
+                let ready_batch = batch.map(|batch| {
+                    let payloads: Vec<&[u8]> =
+                        batch.lines.iter().map(|r| &batch.buf[r.clone()]).collect();
+                    let prepared =
+                        preparer.prepare(classifier, first_offset, &payloads, parallel);
+                    first_offset += payloads.len() as i64;
+                    drop(payloads);
+                    Ready { batch, prepared }
+                });
+                if ready.send(ready_batch).is_err() {
+                    return;
+                }
+            }
+        });
         let (flushes, flushes_rx) = mpsc::sync_channel::<PendingFlush>(0);
         let flusher = scope.spawn(move || -> Result<usize, SinkError> {
             let mut files = 0;
@@ -98,11 +119,10 @@ pub fn ingest_input(
             Ok(files)
         });
         let mut failed = false;
-        for batch in batches_rx {
-            let batch = batch.map_err(read_err)?;
+        for ready in ready_rx {
+            let Ready { batch, prepared } = ready.map_err(read_err)?;
             let payloads: Vec<&[u8]> =
                 batch.lines.iter().map(|r| &batch.buf[r.clone()]).collect();
-            let prepared = writer.prepare(classifier, offset, &payloads, parallel);
             for (payload, prepared) in payloads.iter().zip(prepared) {
                 if writer.day_turns_at(&prepared, policy)
                     && let Some(flush) = writer.take()
@@ -160,6 +180,12 @@ pub fn ingest_input(
 struct Batch {
     buf: Vec<u8>,
     lines: Vec<Range<usize>>,
+}
+
+/// A batch with its lines decoded and classified.
+struct Ready {
+    batch: Batch,
+    prepared: Vec<Prepared>,
 }
 
 /// Reads `reader` to its end in batches, sending each; buffers sent back

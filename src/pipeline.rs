@@ -174,34 +174,17 @@ impl SourceWriter {
         self.accept_prepared(classifier, offset, payload, received, Prepared::InOrder)
     }
 
-    /// Decodes and classifies a batch of messages ahead of
-    /// [`accept_prepared`](Self::accept_prepared), on the shared thread
-    /// pool when `parallel`. Messages that need the source's join state (Postfix lines)
-    /// come back as [`Prepared::InOrder`] and are decoded when taken.
-    /// `first_offset` is the offset of `payloads[0]`; the rest follow on.
-    pub fn prepare(
-        &self,
-        classifier: &Classifier,
-        first_offset: i64,
-        payloads: &[&[u8]],
-        parallel: bool,
-    ) -> Vec<Prepared> {
-        let one = |(i, payload): (usize, &&[u8])| {
-            let offset = first_offset + i as i64;
-            if offset < self.next_offset {
-                return Prepared::InOrder;
-            }
-            match self.decoder.decode_stateless(payload) {
-                Some(decoded) => {
-                    Prepared::Ready(self.rows_of(classifier, offset, decoded))
-                }
-                None => Prepared::InOrder,
-            }
-        };
-        if !parallel {
-            return payloads.iter().enumerate().map(one).collect();
+    /// What decodes and classifies messages ahead of
+    /// [`accept_prepared`](Self::accept_prepared), on any thread: it holds
+    /// no part of the buffer, so the next batch can be prepared while this
+    /// one is taken.
+    pub fn preparer(&self) -> Preparer {
+        Preparer {
+            decoder: Decoder::new(self.decoder.settings().clone()),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            skip_below: self.next_offset,
         }
-        payloads.par_iter().enumerate().with_min_len(256).map(one).collect()
     }
 
     /// Buffers one message, decoded ahead by [`prepare`](Self::prepare) or
@@ -227,7 +210,7 @@ impl SourceWriter {
             Prepared::Ready(outcome) => outcome,
             Prepared::InOrder => {
                 let decoded = self.decoder.decode(payload, received);
-                self.rows_of(classifier, offset, decoded)
+                rows_of(classifier, &self.topic, self.partition, offset, decoded)
             }
         };
         match outcome {
@@ -310,38 +293,6 @@ impl SourceWriter {
 
     fn position(&self, offset: i64) -> SourcePosition {
         SourcePosition { topic: self.topic.clone(), partition: self.partition, offset }
-    }
-
-    /// The rows of one decoded message, classified.
-    fn rows_of(
-        &self,
-        classifier: &Classifier,
-        offset: i64,
-        decoded: Decoded,
-    ) -> MessageRows {
-        let events = match decoded {
-            Decoded::Events(events) => events,
-            Decoded::Skipped(_) => return MessageRows::Skipped,
-            Decoded::Rejected(reason) => return MessageRows::Rejected(reason),
-        };
-        let rows = events
-            .into_iter()
-            .enumerate()
-            .map(|(index, event)| {
-                let class = classify_event(classifier, &event);
-                DeliveryRow {
-                    event,
-                    index: u32::try_from(index).unwrap_or(u32::MAX),
-                    category: class.category,
-                    reason: class.reason,
-                    severity: class.severity,
-                    rule: class.rule,
-                    matched: class.matched,
-                    source: self.position(offset),
-                }
-            })
-            .collect();
-        MessageRows::Events(rows)
     }
 
     /// Whether the buffer is due by rows, bytes or age.
@@ -451,6 +402,86 @@ impl PendingFlush {
     }
 }
 
+/// Decodes and classifies messages ahead of
+/// [`SourceWriter::accept_prepared`], made by [`SourceWriter::preparer`].
+pub struct Preparer {
+    /// Used for the stateless formats only: Postfix lines need the
+    /// writer's join state and are decoded when taken.
+    decoder: Decoder,
+    topic: Arc<str>,
+    partition: i32,
+    /// Offsets below this were already written when the preparer was made.
+    skip_below: i64,
+}
+
+impl Preparer {
+    /// Decodes and classifies a batch of messages, on the shared thread
+    /// pool when `parallel`. Messages that need the join state (Postfix
+    /// lines) or were already written come back as [`Prepared::InOrder`].
+    /// `first_offset` is the offset of `payloads[0]`; the rest follow on.
+    pub fn prepare(
+        &self,
+        classifier: &Classifier,
+        first_offset: i64,
+        payloads: &[&[u8]],
+        parallel: bool,
+    ) -> Vec<Prepared> {
+        let one = |(i, payload): (usize, &&[u8])| {
+            let offset = first_offset + i as i64;
+            if offset < self.skip_below {
+                return Prepared::InOrder;
+            }
+            match self.decoder.decode_stateless(payload) {
+                Some(decoded) => Prepared::Ready(rows_of(
+                    classifier,
+                    &self.topic,
+                    self.partition,
+                    offset,
+                    decoded,
+                )),
+                None => Prepared::InOrder,
+            }
+        };
+        if !parallel {
+            return payloads.iter().enumerate().map(one).collect();
+        }
+        payloads.par_iter().enumerate().with_min_len(256).map(one).collect()
+    }
+}
+
+/// The rows of one decoded message, classified.
+fn rows_of(
+    classifier: &Classifier,
+    topic: &Arc<str>,
+    partition: i32,
+    offset: i64,
+    decoded: Decoded,
+) -> MessageRows {
+    let events = match decoded {
+        Decoded::Events(events) => events,
+        Decoded::Skipped(_) => return MessageRows::Skipped,
+        Decoded::Rejected(reason) => return MessageRows::Rejected(reason),
+    };
+    let rows = events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let class = classify_event(classifier, &event);
+            DeliveryRow {
+                event,
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                category: class.category,
+                reason: class.reason,
+                severity: class.severity,
+                rule: class.rule,
+                matched: class.matched,
+                source: SourcePosition { topic: topic.clone(), partition, offset },
+            }
+        })
+        .collect();
+    MessageRows::Events(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,7 +561,8 @@ mod tests {
             let payloads: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
             for (n, batch) in payloads.chunks(777).enumerate() {
                 let first = (n * 777) as i64;
-                let prepared = batched.prepare(&classifier, first, batch, parallel);
+                let prepared =
+                    batched.preparer().prepare(&classifier, first, batch, parallel);
                 for (i, (payload, p)) in batch.iter().zip(prepared).enumerate() {
                     batched.accept_prepared(
                         &classifier,
@@ -572,7 +604,7 @@ mod tests {
         let day_one = [at("15:58:00"), at("15:59:00")];
         let next_day = at("16:00:00");
         let prepare = |writer: &SourceWriter, offset: i64, payload: &[u8]| {
-            writer.prepare(&classifier, offset, &[payload], false).remove(0)
+            writer.preparer().prepare(&classifier, offset, &[payload], false).remove(0)
         };
         writer.accept(&classifier, 0, &day_one[0], None);
         let turn = prepare(&writer, 1, &next_day);
