@@ -19,7 +19,7 @@ use crate::classify::classify_event;
 use crate::formats::{DecodeSettings, Decoded, Decoder, RejectReason};
 use crate::sink::{
     Checkpoint, Committer, DeliveriesBuilder, DeliveryRow, Flush, FlushStats,
-    PartitionRows, RejectedRow, SinkError, SourcePosition, Totals,
+    PartitionRows, RejectedRow, SinkError, SourcePosition, Totals, Widths,
 };
 use crate::taxonomy::Classifier;
 
@@ -84,6 +84,10 @@ pub struct SourceWriter {
     deliveries: Vec<PartitionRows>,
     /// Where each organisation's buffers are in `deliveries`, by local date.
     partitions: HashMap<String, Vec<(NaiveDate, usize)>>,
+    /// Rows each organisation had in one partition of the last flush, and
+    /// how wide its values were: the next buffers are sized by them.
+    last_rows: HashMap<String, usize>,
+    last_widths: Widths,
     delivery_rows: usize,
     rejected: Vec<RejectedRow>,
     /// Classified rows buffered, by category.
@@ -125,6 +129,8 @@ impl SourceWriter {
             committed,
             deliveries: Vec::new(),
             partitions: HashMap::new(),
+            last_rows: HashMap::new(),
+            last_widths: Widths::default(),
             delivery_rows: 0,
             rejected: Vec::new(),
             bounces: Vec::new(),
@@ -271,10 +277,13 @@ impl SourceWriter {
             None => {
                 let i = self.deliveries.len();
                 dates.push((date, i));
+                // A day's rows of an organisation are much like the last
+                // day's: room for those and an eighth more.
+                let rows = self.last_rows.get(org_id).map_or(16, |n| n + n / 8);
                 self.deliveries.push(PartitionRows {
                     date,
                     org_id: org_id.to_string(),
-                    rows: DeliveriesBuilder::default(),
+                    rows: DeliveriesBuilder::with_capacity(rows, &self.last_widths),
                 });
                 i
             }
@@ -345,6 +354,19 @@ impl SourceWriter {
             totals,
             join_state: self.decoder.snapshot(),
         };
+        self.last_rows.clear();
+        for buffer in &self.deliveries {
+            let rows = self.last_rows.entry(buffer.org_id.clone()).or_default();
+            *rows = (*rows).max(buffer.rows.len());
+        }
+        if let Some(widths) = self
+            .deliveries
+            .iter()
+            .max_by_key(|b| b.rows.len())
+            .and_then(|b| b.rows.widths())
+        {
+            self.last_widths = widths;
+        }
         let job = PendingFlush {
             source: self.source.clone(),
             first_offset,
@@ -617,5 +639,52 @@ mod tests {
         let flush = writer.take().unwrap();
         assert_eq!(flush.commit(&committer).unwrap().0, 2);
         assert!(!writer.day_turns_at(&turn, &policy), "an empty buffer is not cut");
+    }
+    #[test]
+    fn a_new_buffer_is_sized_by_the_last_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let committer = Committer::new(Layout::new(dir.path()), chrono_tz::UTC);
+        let classifier = Classifier::builtin();
+        let mut writer = SourceWriter::open(
+            &committer,
+            "s".into(),
+            "t".into(),
+            0,
+            DecodeSettings::default(),
+            64,
+        )
+        .unwrap();
+        let event = |org: &str, second: u32| {
+            format!(
+                r#"{{"timestamp": "2026-11-02T10:{:02}:{:02}Z", "org_id": "{org}", "recipient": "someone.with.a.long.name@x.example", "outcome": "delivered"}}"#,
+                second / 60,
+                second % 60
+            )
+            .into_bytes()
+        };
+        let mut offset = 0;
+        let mut accept = |writer: &mut SourceWriter, org: &str, second: u32| {
+            writer.accept(&classifier, offset, &event(org, second), None);
+            offset += 1;
+        };
+        for second in 0..600 {
+            accept(&mut writer, "big", second);
+        }
+        accept(&mut writer, "small", 0);
+        let flush = writer.take().unwrap();
+        assert_eq!(flush.commit(&committer).unwrap().1.rows, 601);
+        for org in ["big", "small", "new"] {
+            accept(&mut writer, org, 0);
+        }
+        let capacity = |org: &str| {
+            let buffer = writer.deliveries.iter().find(|p| p.org_id == org).unwrap();
+            assert_eq!(buffer.rows.len(), 1);
+            buffer.rows.capacity()
+        };
+        assert!(capacity("big") >= 600, "room for a flush like the last");
+        assert!(capacity("small") < 600, "sized by its own rows, not the largest");
+        assert!(capacity("new") < 600, "an organisation not seen starts small");
+        let widths = writer.deliveries[0].rows.widths().unwrap();
+        assert_eq!(widths, writer.last_widths, "one row as wide as the last flush's");
     }
 }

@@ -361,9 +361,10 @@ impl Committer {
 }
 
 /// Columns whose values are (nearly) all different: a dictionary would only
-/// be built to be thrown away.
-const UNIQUE_COLUMNS: [&str; 4] =
-    ["event_time", "event_id", "recipient", "source_offset"];
+/// be built to be thrown away. (A message's id and queue id repeat only
+/// across its recipients and retries.)
+const UNIQUE_COLUMNS: [&str; 6] =
+    ["event_time", "event_id", "recipient", "message_id", "queue_id", "source_offset"];
 
 /// Columns of a few distinct values: their pages are short run-length
 /// codes into a small dictionary, which zstd barely shrinks; storing them

@@ -9,5 +9,5 @@ pub use commit::{Checkpoint, Committer, Flush, FlushStats, SinkError, Totals};
 pub use layout::{Layout, encode_org, org_partition_value};
 pub use table::{
     DELIVERIES_SCHEMA, DeliveriesBuilder, DeliveryRow, PartitionRows, REJECTED_SCHEMA,
-    RejectedRow, SourcePosition,
+    RejectedRow, SourcePosition, Widths,
 };

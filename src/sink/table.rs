@@ -159,27 +159,76 @@ impl Default for DeliveriesBuilder {
     fn default() -> Self {
         // Small to start with: a source may hold rows for many partitions,
         // most of them small; the builders double as they fill.
-        const ROWS: usize = 16;
-        let text = || StringBuilder::with_capacity(ROWS, ROWS * 16);
+        Self::with_capacity(16, &Widths::default())
+    }
+}
+
+/// Typical bytes per value of each variable-width column of a builder, to
+/// size the next builders by (see [`DeliveriesBuilder::widths`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Widths {
+    event_id: usize,
+    sender_domain: usize,
+    recipient_domain: usize,
+    texts: [usize; 17],
+    topic: usize,
+    extra: usize,
+}
+
+impl Default for Widths {
+    fn default() -> Self {
         Self {
-            time: TimestampMicrosecondBuilder::with_capacity(ROWS).with_timezone("UTC"),
-            event_id: text(),
-            sender_domain: text(),
-            recipient_domain: text(),
-            texts: std::array::from_fn(|_| text()),
-            smtp_code: Int32Builder::with_capacity(ROWS),
-            attempt: Int32Builder::with_capacity(ROWS),
-            size: Int64Builder::with_capacity(ROWS),
-            nrcpt: Int32Builder::with_capacity(ROWS),
-            topic: text(),
-            partition: Int32Builder::with_capacity(ROWS),
-            offset: Int64Builder::with_capacity(ROWS),
-            extra: text(),
+            event_id: 16,
+            sender_domain: 16,
+            recipient_domain: 16,
+            texts: [16; 17],
+            topic: 16,
+            extra: 16,
         }
     }
 }
 
 impl DeliveriesBuilder {
+    /// Room for `rows` rows whose values are about `widths` wide, so that a
+    /// buffer sized from the last one seldom grows (growing copies it, and
+    /// leaves memory behind that the next growth cannot reuse).
+    pub fn with_capacity(rows: usize, widths: &Widths) -> Self {
+        let text = |width: usize| StringBuilder::with_capacity(rows, rows * width);
+        Self {
+            time: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            event_id: text(widths.event_id),
+            sender_domain: text(widths.sender_domain),
+            recipient_domain: text(widths.recipient_domain),
+            texts: std::array::from_fn(|i| text(widths.texts[i])),
+            smtp_code: Int32Builder::with_capacity(rows),
+            attempt: Int32Builder::with_capacity(rows),
+            size: Int64Builder::with_capacity(rows),
+            nrcpt: Int32Builder::with_capacity(rows),
+            topic: text(widths.topic),
+            partition: Int32Builder::with_capacity(rows),
+            offset: Int64Builder::with_capacity(rows),
+            extra: text(widths.extra),
+        }
+    }
+
+    /// The bytes per value of each variable-width column so far, rounded
+    /// up (at least 1); `None` when empty.
+    pub fn widths(&self) -> Option<Widths> {
+        let rows = self.len();
+        if rows == 0 {
+            return None;
+        }
+        let width = |b: &StringBuilder| b.values_slice().len().div_ceil(rows).max(1);
+        Some(Widths {
+            event_id: width(&self.event_id),
+            sender_domain: width(&self.sender_domain),
+            recipient_domain: width(&self.recipient_domain),
+            texts: std::array::from_fn(|i| width(&self.texts[i])),
+            topic: width(&self.topic),
+            extra: width(&self.extra),
+        })
+    }
+
     /// Rows appended so far.
     pub fn len(&self) -> usize {
         self.time.len()
@@ -187,6 +236,11 @@ impl DeliveriesBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Rows that fit before the builder grows.
+    pub fn capacity(&self) -> usize {
+        self.time.capacity()
     }
 
     /// The columns taken from a row as they are, in the order `texts` holds
