@@ -267,3 +267,33 @@ fn ingest_continues_a_grown_file_and_warns_about_a_shrunk_one() {
     assert!(err.contains("replaced or truncated"), "{err}");
     assert_eq!(scalar(&data, "SELECT count(*) FROM deliveries"), 8);
 }
+
+#[test]
+fn ingest_that_cannot_write_stops_with_the_path_and_loses_nothing() {
+    let file = repo().join("tests/fixtures/events.ndjson");
+    let lines = std::fs::read_to_string(&file).unwrap().lines().count() as i64;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A file where the table's directory belongs: every flush fails.
+    let blocker = data.join("deliveries");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let ingest = || {
+        let out = Command::new(binary())
+            .args(["ingest", file.to_str().unwrap(), "--data", data.to_str().unwrap()])
+            .env("BOUNCELENS_FLUSH__MAX_ROWS", "100")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = ingest();
+    assert_ne!(code, 0, "a flush that cannot be written is an error");
+    assert!(err.contains("deliveries"), "the error names the path: {err}");
+    std::fs::remove_file(&blocker).unwrap();
+    let (code, err) = ingest();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(scalar(&data, "SELECT count(*) FROM deliveries"), lines);
+}
