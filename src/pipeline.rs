@@ -193,7 +193,7 @@ impl SourceWriter {
         }
     }
 
-    /// Buffers one message, decoded ahead by [`prepare`](Self::prepare) or
+    /// Buffers one message, decoded ahead by [`Preparer::prepare`] or
     /// (for [`Prepared::InOrder`]) here.
     pub fn accept_prepared(
         &mut self,
@@ -278,7 +278,9 @@ impl SourceWriter {
                 let i = self.deliveries.len();
                 dates.push((date, i));
                 // A day's rows of an organisation are much like the last
-                // day's: room for those and an eighth more.
+                // day's: room for those and an eighth more. One not seen
+                // yet starts small (a source holds many partitions, most of
+                // them small) and its builders double as they fill.
                 let rows = self.last_rows.get(org_id).map_or(16, |n| n + n / 8);
                 self.deliveries.push(PartitionRows {
                     date,
@@ -549,6 +551,19 @@ mod tests {
         (rows, rejected, totals)
     }
 
+    /// A writer of source `s` with the default settings.
+    fn open_writer(committer: &Committer) -> SourceWriter {
+        SourceWriter::open(
+            committer,
+            "s".into(),
+            "t".into(),
+            0,
+            DecodeSettings::default(),
+            64,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn batches_prepared_on_the_pool_buffer_what_one_at_a_time_does() {
         let dir = tempfile::tempdir().unwrap();
@@ -605,15 +620,7 @@ mod tests {
         let committer =
             Committer::new(Layout::new(dir.path()), chrono_tz::Asia::Shanghai);
         let classifier = Classifier::builtin();
-        let mut writer = SourceWriter::open(
-            &committer,
-            "s".into(),
-            "t".into(),
-            0,
-            DecodeSettings::default(),
-            64,
-        )
-        .unwrap();
+        let mut writer = open_writer(&committer);
         let policy =
             FlushPolicy { max_rows: 4, max_bytes: usize::MAX, max_age_secs: 3600 };
         // 15:59 and 16:00 UTC are 23:59 and 00:00 in Shanghai.
@@ -640,20 +647,13 @@ mod tests {
         assert_eq!(flush.commit(&committer).unwrap().0, 2);
         assert!(!writer.day_turns_at(&turn, &policy), "an empty buffer is not cut");
     }
+
     #[test]
     fn a_new_buffer_is_sized_by_the_last_flush() {
         let dir = tempfile::tempdir().unwrap();
         let committer = Committer::new(Layout::new(dir.path()), chrono_tz::UTC);
         let classifier = Classifier::builtin();
-        let mut writer = SourceWriter::open(
-            &committer,
-            "s".into(),
-            "t".into(),
-            0,
-            DecodeSettings::default(),
-            64,
-        )
-        .unwrap();
+        let mut writer = open_writer(&committer);
         let event = |org: &str, second: u32| {
             format!(
                 r#"{{"timestamp": "2026-11-02T10:{:02}:{:02}Z", "org_id": "{org}", "recipient": "someone.with.a.long.name@x.example", "outcome": "delivered"}}"#,

@@ -155,14 +155,6 @@ pub struct DeliveriesBuilder {
     extra: StringBuilder,
 }
 
-impl Default for DeliveriesBuilder {
-    fn default() -> Self {
-        // Small to start with: a source may hold rows for many partitions,
-        // most of them small; the builders double as they fill.
-        Self::with_capacity(16, &Widths::default())
-    }
-}
-
 /// Typical bytes per value of each variable-width column of a builder, to
 /// size the next builders by (see [`DeliveriesBuilder::widths`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
