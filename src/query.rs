@@ -35,40 +35,50 @@ pub async fn session(layout: &Layout) -> Result<SessionContext, QueryError> {
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
     let ctx = SessionContext::new_with_config(config);
-    let partition_cols =
-        vec![("date".to_string(), DataType::Utf8), ("org".to_string(), DataType::Utf8)];
-    if !layout.deliveries().is_dir() {
+    if !layout.deliveries().is_dir() && !layout.rejected().is_dir() {
         return Err(QueryError::NoData(layout.root().display().to_string()));
     }
-    let url = |p: std::path::PathBuf| format!("{}/", p.display());
-    ctx.register_parquet(
+    let text = |name: &str| (name.to_string(), DataType::Utf8);
+    register(
+        &ctx,
         "deliveries",
-        url(layout.deliveries()),
-        ParquetReadOptions::default()
-            .schema(&DELIVERIES_SCHEMA)
-            .table_partition_cols(partition_cols),
+        &layout.deliveries(),
+        &DELIVERIES_SCHEMA,
+        vec![text("date"), text("org")],
     )
     .await?;
-    // A dataset that never had a bad record has no `rejected` directory;
-    // the table is still there, empty. Reading never creates anything.
-    if layout.rejected().is_dir() {
-        ctx.register_parquet(
-            "rejected",
-            url(layout.rejected()),
-            ParquetReadOptions::default()
-                .schema(&REJECTED_SCHEMA)
-                .table_partition_cols(vec![("date".to_string(), DataType::Utf8)]),
-        )
+    register(&ctx, "rejected", &layout.rejected(), &REJECTED_SCHEMA, vec![text("date")])
         .await?;
+    Ok(ctx)
+}
+
+/// Registers a table's hive-partitioned directory. A dataset that never
+/// had a bad record has no `rejected` directory, and one whose every record
+/// was bad has no `deliveries`: the table is still there, empty. Reading
+/// never creates anything.
+async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    dir: &std::path::Path,
+    schema: &arrow::datatypes::SchemaRef,
+    partition_cols: Vec<(String, DataType)>,
+) -> Result<(), QueryError> {
+    if dir.is_dir() {
+        let options = ParquetReadOptions::default()
+            .schema(schema)
+            .table_partition_cols(partition_cols);
+        ctx.register_parquet(name, format!("{}/", dir.display()), options).await?;
     } else {
         let mut fields: Vec<arrow::datatypes::Field> =
-            REJECTED_SCHEMA.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(arrow::datatypes::Field::new("date", DataType::Utf8, false));
+            schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for (column, data_type) in partition_cols {
+            fields.push(arrow::datatypes::Field::new(column, data_type, false));
+        }
         let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
         let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
-        ctx.register_table("rejected", std::sync::Arc::new(empty))?;
+        ctx.register_table(name, std::sync::Arc::new(empty))?;
     }
-    Ok(ctx)
+    Ok(())
 }
 
 /// The options that make a query read-only.

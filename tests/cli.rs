@@ -297,3 +297,37 @@ fn ingest_that_cannot_write_stops_with_the_path_and_loses_nothing() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(scalar(&data, "SELECT count(*) FROM deliveries"), lines);
 }
+
+#[test]
+fn a_dataset_of_dead_letters_only_can_be_queried() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("hello.txt");
+    std::fs::write(&input, b"hello world\n").unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (code, _, err) =
+        run_with_stdin(&["ingest", input.to_str().unwrap(), "--data", data], b"");
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_with_stdin(
+        &[
+            "sql",
+            "--data",
+            data,
+            "SELECT (SELECT count(*) FROM rejected) AS bad, (SELECT count(*) FROM deliveries) AS good",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    let last = out
+        .lines()
+        .rev()
+        .find(|l| l.contains('|') && l.chars().any(|c| c.is_ascii_digit()));
+    let cells: Vec<&str> =
+        last.expect(&out).split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(cells, ["1", "0"], "{out}");
+    let empty = dir.path().join("empty");
+    let (code, _, err) =
+        run_with_stdin(&["sql", "--data", empty.to_str().unwrap(), "SELECT 1"], b"");
+    assert_eq!(code, 2);
+    assert!(err.contains("there is no dataset"), "{err}");
+}
