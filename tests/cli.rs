@@ -292,6 +292,7 @@ fn ingest_that_cannot_write_stops_with_the_path_and_loses_nothing() {
     let (code, err) = ingest();
     assert_ne!(code, 0, "a flush that cannot be written is an error");
     assert!(err.contains("deliveries"), "the error names the path: {err}");
+    assert!(err.contains("a file stands where"), "and says what is wrong: {err}");
     std::fs::remove_file(&blocker).unwrap();
     let (code, err) = ingest();
     assert_eq!(code, 0, "{err}");

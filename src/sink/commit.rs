@@ -59,12 +59,21 @@ use super::table::{
 };
 use crate::formats::postfix::JoinState;
 
+/// What to check for an I/O error on the output side.
+fn io_advice(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::NotADirectory | ErrorKind::AlreadyExists => {
+            "a file stands where the data directory needs a directory: move it away"
+        }
+        _ => "is the data directory writable and not full?",
+    }
+}
+
 /// Errors of the output side. Each names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error(
-        "cannot write {path}: {source} (is the data directory writable and not full?)"
-    )]
+    #[error("cannot write {path}: {source} ({})", io_advice(source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("cannot write Parquet file {path}: {source}")]
     Parquet { path: PathBuf, source: parquet::errors::ParquetError },
