@@ -116,7 +116,10 @@ pub fn domain_part(address: &str) -> Option<&str> {
     } else {
         address.trim().trim_start_matches('<').trim_end_matches('>')
     };
-    let (_, domain) = address.rsplit_once('@')?;
+    // A byte search: `rsplit_once('@')` compares each candidate with a
+    // library call.
+    let at = address.bytes().rposition(|b| b == b'@')?;
+    let domain = &address[at + 1..];
     let domain = if bare(domain) { domain } else { domain.trim().trim_end_matches('.') };
     (!domain.is_empty()).then_some(domain)
 }

@@ -37,6 +37,9 @@ const BATCH_LINES: usize = 16 * 1024;
 /// Bytes of lines decoded together, about.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Lines taken between two looks at the clock for the buffer's age.
+const AGE_CHECK_LINES: i64 = 1024;
+
 /// What one input gave.
 #[derive(Clone, Debug, Default)]
 pub struct IngestReport {
@@ -140,7 +143,12 @@ pub fn ingest_input(
                     }
                 }
                 offset += 1;
-                if writer.due(policy)
+                let due = if offset % AGE_CHECK_LINES == 0 {
+                    writer.due(policy)
+                } else {
+                    writer.due_by_size(policy)
+                };
+                if due
                     && let Some(flush) = writer.take()
                     && flushes.send(flush).is_err()
                 {

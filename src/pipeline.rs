@@ -308,10 +308,17 @@ impl SourceWriter {
 
     /// Whether the buffer is due by rows, bytes or age.
     pub fn due(&self, policy: &FlushPolicy) -> bool {
+        self.due_by_size(policy)
+            || (self.first_offset.is_some()
+                && self.opened_at.elapsed() >= Duration::from_secs(policy.max_age_secs))
+    }
+
+    /// Whether the buffer is due by rows or bytes, leaving age aside (it
+    /// needs the clock, which a caller taking a message every few
+    /// microseconds need not read every time).
+    pub fn due_by_size(&self, policy: &FlushPolicy) -> bool {
         self.first_offset.is_some()
-            && (self.buffered_rows() >= policy.max_rows
-                || self.bytes >= policy.max_bytes
-                || self.opened_at.elapsed() >= Duration::from_secs(policy.max_age_secs))
+            && (self.buffered_rows() >= policy.max_rows || self.bytes >= policy.max_bytes)
     }
 
     /// Whether to flush before taking `next`, a message prepared ahead:
