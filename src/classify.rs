@@ -9,7 +9,7 @@ use std::io::{BufRead, Write};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::{DeliveryEvent, Outcome};
+use crate::event::{DeliveryEvent, EventView, Outcome};
 use crate::taxonomy::codes::EnhancedCode;
 use crate::taxonomy::{Classifier, Reply, Severity, Verdict};
 
@@ -25,15 +25,9 @@ pub struct EventClass {
 
 /// Classifies an event if it failed.
 pub fn classify_event(classifier: &Classifier, event: &DeliveryEvent) -> EventClass {
-    if !event.outcome.is_failure() {
+    let Some(verdict) = verdict_of(classifier, &event.view()) else {
         return EventClass::default();
-    }
-    let verdict = classifier.classify(&reply_of(
-        event.reply.as_deref().unwrap_or(""),
-        event.smtp_code,
-        event.enhanced_code.as_deref(),
-        Some(event.outcome),
-    ));
+    };
     EventClass {
         category: Some(verdict.category().to_string()),
         reason: verdict.reason_id().map(str::to_string),
@@ -41,6 +35,21 @@ pub fn classify_event(classifier: &Classifier, event: &DeliveryEvent) -> EventCl
         rule: Some(verdict.rule.as_str()),
         matched: verdict.matched.to_option_string(),
     }
+}
+
+/// The classifier's verdict on an event, `None` for a delivery.
+pub fn verdict_of<'t>(
+    classifier: &'t Classifier,
+    event: &EventView<'_>,
+) -> Option<Verdict<'t>> {
+    event.outcome.is_failure().then(|| {
+        classifier.classify(&reply_of(
+            event.reply.unwrap_or(""),
+            event.smtp_code,
+            event.enhanced_code,
+            Some(event.outcome),
+        ))
+    })
 }
 
 fn reply_of<'a>(

@@ -97,6 +97,82 @@ pub struct DeliveryEvent {
     pub extra: Option<String>,
 }
 
+/// A delivery event whose text is borrowed: from the message it was read
+/// from where it could be, so decoding a message allocates only for the
+/// few values that had to be unescaped or derived.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EventView<'a> {
+    pub event_time: DateTime<Utc>,
+    pub org_id: &'a str,
+    pub sender: Option<&'a str>,
+    pub recipient: &'a str,
+    pub message_id: Option<&'a str>,
+    pub queue_id: Option<&'a str>,
+    pub outcome: Outcome,
+    pub smtp_code: Option<u16>,
+    pub enhanced_code: Option<&'a str>,
+    pub reply: Option<&'a str>,
+    pub remote_host: Option<&'a str>,
+    pub remote_ip: Option<&'a str>,
+    pub sending_ip: Option<&'a str>,
+    pub attempt: Option<u32>,
+    pub size_bytes: Option<u64>,
+    pub nrcpt: Option<u32>,
+    pub format: SourceFormat,
+    pub extra: Option<&'a str>,
+}
+
+impl EventView<'_> {
+    pub fn to_event(&self) -> DeliveryEvent {
+        let owned = |s: Option<&str>| s.map(str::to_string);
+        DeliveryEvent {
+            event_time: self.event_time,
+            org_id: self.org_id.to_string(),
+            sender: owned(self.sender),
+            recipient: self.recipient.to_string(),
+            message_id: owned(self.message_id),
+            queue_id: owned(self.queue_id),
+            outcome: self.outcome,
+            smtp_code: self.smtp_code,
+            enhanced_code: owned(self.enhanced_code),
+            reply: owned(self.reply),
+            remote_host: owned(self.remote_host),
+            remote_ip: owned(self.remote_ip),
+            sending_ip: owned(self.sending_ip),
+            attempt: self.attempt,
+            size_bytes: self.size_bytes,
+            nrcpt: self.nrcpt,
+            format: self.format,
+            extra: owned(self.extra),
+        }
+    }
+}
+
+impl DeliveryEvent {
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            event_time: self.event_time,
+            org_id: &self.org_id,
+            sender: self.sender.as_deref(),
+            recipient: &self.recipient,
+            message_id: self.message_id.as_deref(),
+            queue_id: self.queue_id.as_deref(),
+            outcome: self.outcome,
+            smtp_code: self.smtp_code,
+            enhanced_code: self.enhanced_code.as_deref(),
+            reply: self.reply.as_deref(),
+            remote_host: self.remote_host.as_deref(),
+            remote_ip: self.remote_ip.as_deref(),
+            sending_ip: self.sending_ip.as_deref(),
+            attempt: self.attempt,
+            size_bytes: self.size_bytes,
+            nrcpt: self.nrcpt,
+            format: self.format,
+            extra: self.extra.as_deref(),
+        }
+    }
+}
+
 /// The domain part of an address, lower-cased: `a@B.com` gives `b.com`.
 pub fn domain_of(address: &str) -> Option<String> {
     domain_part(address).map(str::to_ascii_lowercase)

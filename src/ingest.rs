@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use sha2::{Digest, Sha256};
 
 use crate::formats::DecodeSettings;
-use crate::pipeline::{Accepted, FlushPolicy, PendingFlush, Prepared, SourceWriter};
+use crate::pipeline::{Accepted, FlushPolicy, PendingFlush, PreparedBatch, SourceWriter};
 use crate::sink::{Committer, SinkError, Totals};
 use crate::taxonomy::Classifier;
 
@@ -95,17 +95,22 @@ pub fn ingest_input(
         let (spares, spares_rx) = mpsc::channel::<Batch>();
         scope.spawn(move || read_batches(reader, &batches, &spares_rx));
         let (ready, ready_rx) = mpsc::sync_channel::<std::io::Result<Ready>>(1);
+        let (spent, spent_rx) = mpsc::channel::<PreparedBatch>();
         let preparer = &preparer;
         scope.spawn(move || {
             let mut first_offset = 0;
             for batch in batches_rx {
                 let ready_batch = batch.map(|batch| {
-                    let payloads: Vec<&[u8]> =
-                        batch.lines.iter().map(|r| &batch.buf[r.clone()]).collect();
-                    let prepared =
-                        preparer.prepare(classifier, first_offset, &payloads, parallel);
-                    first_offset += payloads.len() as i64;
-                    drop(payloads);
+                    let mut prepared = spent_rx.try_recv().unwrap_or_default();
+                    preparer.prepare(
+                        classifier,
+                        first_offset,
+                        &batch.buf,
+                        &batch.lines,
+                        parallel,
+                        &mut prepared,
+                    );
+                    first_offset += batch.lines.len() as i64;
                     Ready { batch, prepared }
                 });
                 if ready.send(ready_batch).is_err() {
@@ -124,9 +129,9 @@ pub fn ingest_input(
         let mut failed = false;
         for ready in ready_rx {
             let Ready { batch, prepared } = ready.map_err(read_err)?;
-            let payloads: Vec<&[u8]> =
-                batch.lines.iter().map(|r| &batch.buf[r.clone()]).collect();
-            for (payload, prepared) in payloads.iter().zip(prepared) {
+            let messages = prepared.iter(&batch.buf);
+            for (line, prepared) in batch.lines.iter().zip(messages) {
+                let payload = &batch.buf[line.clone()];
                 if writer.day_turns_at(&prepared, policy)
                     && let Some(flush) = writer.take()
                     && flushes.send(flush).is_err()
@@ -157,11 +162,11 @@ pub fn ingest_input(
                     break;
                 }
             }
-            drop(payloads);
             if failed {
                 break;
             }
             let _ = spares.send(batch);
+            let _ = spent.send(prepared);
         }
         if !failed && let Some(flush) = writer.take() {
             let _ = flushes.send(flush);
@@ -193,7 +198,7 @@ struct Batch {
 /// A batch with its lines decoded and classified.
 struct Ready {
     batch: Batch,
-    prepared: Vec<Prepared>,
+    prepared: PreparedBatch,
 }
 
 /// Reads `reader` to its end in batches, sending each; buffers sent back

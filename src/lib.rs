@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod pipeline;
 pub mod query;
 pub mod report;
+pub mod rows;
 pub mod schedule;
 pub mod serve;
 pub mod sink;

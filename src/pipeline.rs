@@ -7,6 +7,7 @@
 //! what a backfill writes is what the stream job would have written.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,11 +16,11 @@ use chrono_tz::Tz;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::classify::classify_event;
-use crate::formats::{DecodeSettings, Decoded, Decoder, RejectReason};
+use crate::formats::{DecodeSettings, Decoder, Stateless};
+use crate::rows::{Lane, Message, RowContext, Text};
 use crate::sink::{
-    Checkpoint, Committer, DeliveriesBuilder, DeliveryRow, Flush, FlushStats,
-    PartitionRows, RejectedRow, SinkError, SourcePosition, Totals, Widths,
+    Checkpoint, Committer, DeliveriesBuilder, Flush, FlushStats, PartitionRows,
+    RejectedRow, SinkError, SourcePosition, Totals, Widths,
 };
 use crate::taxonomy::Classifier;
 
@@ -58,20 +59,44 @@ pub enum Accepted {
 }
 
 /// A message decoded and classified ahead of being taken, possibly on
-/// another thread.
-pub enum Prepared {
-    Ready(MessageRows),
-    /// To be decoded when taken, in order (it needs the join state, or it
-    /// was below the checkpoint when prepared).
-    InOrder,
+/// another thread: one message of a [`PreparedBatch`].
+#[derive(Clone, Copy)]
+pub struct Prepared<'p> {
+    /// The bytes the batch was prepared from.
+    input: &'p [u8],
+    lane: &'p Lane,
+    message: usize,
 }
 
-/// What one message gives, before it is buffered.
-pub enum MessageRows {
-    Events(Vec<DeliveryRow>),
-    Skipped,
-    Rejected(RejectReason),
+impl Prepared<'_> {
+    fn message(&self) -> &Message {
+        &self.lane.messages()[self.message]
+    }
 }
+
+/// Messages prepared together by [`Preparer::prepare`], in lanes of
+/// consecutive messages, one lane per task on the thread pool. Kept and
+/// prepared into again, it reuses its memory.
+#[derive(Default)]
+pub struct PreparedBatch {
+    lanes: Vec<Lane>,
+}
+
+impl PreparedBatch {
+    /// The messages in order; `input` is what they were prepared from.
+    pub fn iter<'p>(&'p self, input: &'p [u8]) -> impl Iterator<Item = Prepared<'p>> {
+        self.lanes.iter().flat_map(move |lane| {
+            (0..lane.messages().len()).map(move |message| Prepared {
+                input,
+                lane,
+                message,
+            })
+        })
+    }
+}
+
+/// Messages of a batch decoded one after another by one task.
+const LANE_MESSAGES: usize = 1024;
 
 /// The writer of one source.
 pub struct SourceWriter {
@@ -102,6 +127,8 @@ pub struct SourceWriter {
     /// buffered.
     time_zone: Tz,
     last_date: Option<NaiveDate>,
+    /// Where messages decoded in order are put before being buffered.
+    scratch: Lane,
 }
 
 impl SourceWriter {
@@ -141,6 +168,7 @@ impl SourceWriter {
             max_raw_bytes,
             time_zone: committer.time_zone(),
             last_date: None,
+            scratch: Lane::default(),
         })
     }
 
@@ -177,7 +205,10 @@ impl SourceWriter {
         payload: &[u8],
         received: Option<DateTime<Utc>>,
     ) -> Accepted {
-        self.accept_prepared(classifier, offset, payload, received, Prepared::InOrder)
+        if offset < self.next_offset {
+            return Accepted::AlreadyWritten;
+        }
+        self.accept_in_order(classifier, offset, payload, received)
     }
 
     /// What decodes and classifies messages ahead of
@@ -190,58 +221,105 @@ impl SourceWriter {
             topic: self.topic.clone(),
             partition: self.partition,
             skip_below: self.next_offset,
+            time_zone: self.time_zone,
         }
     }
 
-    /// Buffers one message, decoded ahead by [`Preparer::prepare`] or
-    /// (for [`Prepared::InOrder`]) here.
+    /// Buffers one message prepared ahead by [`Preparer::prepare`]; one
+    /// that could not be prepared (see [`Message::InOrder`]) is decoded
+    /// here.
     pub fn accept_prepared(
         &mut self,
         classifier: &Classifier,
         offset: i64,
         payload: &[u8],
         received: Option<DateTime<Utc>>,
-        prepared: Prepared,
+        prepared: Prepared<'_>,
     ) -> Accepted {
         if offset < self.next_offset {
             return Accepted::AlreadyWritten;
         }
+        match prepared.message() {
+            Message::InOrder => {
+                self.accept_in_order(classifier, offset, payload, received)
+            }
+            message => self.take_message(
+                offset,
+                payload,
+                received,
+                prepared.input,
+                prepared.lane,
+                message,
+            ),
+        }
+    }
+
+    /// Decodes (with the join state), classifies and buffers a message at
+    /// or above the read offset.
+    fn accept_in_order(
+        &mut self,
+        classifier: &Classifier,
+        offset: i64,
+        payload: &[u8],
+        received: Option<DateTime<Utc>>,
+    ) -> Accepted {
+        let decoded = self.decoder.decode(payload, received);
+        let mut lane = std::mem::take(&mut self.scratch);
+        lane.clear();
+        let cx = RowContext {
+            classifier,
+            topic: &self.topic,
+            partition: self.partition,
+            time_zone: self.time_zone,
+        };
+        lane.push_decoded(&cx, offset, decoded);
+        let accepted =
+            self.take_message(offset, payload, received, &[], &lane, &lane.messages()[0]);
+        self.scratch = lane;
+        accepted
+    }
+
+    /// Buffers a decoded message at or above the read offset: its rows
+    /// (in `lane`, their text in `input` or the lane), or its dead letter.
+    fn take_message(
+        &mut self,
+        offset: i64,
+        payload: &[u8],
+        received: Option<DateTime<Utc>>,
+        input: &[u8],
+        lane: &Lane,
+        message: &Message,
+    ) -> Accepted {
         if self.first_offset.is_none() {
             self.first_offset = Some(offset);
             self.opened_at = Instant::now();
         }
         self.next_offset = offset + 1;
         self.pending.consumed += 1;
-        let outcome = match prepared {
-            Prepared::Ready(outcome) => outcome,
-            Prepared::InOrder => {
-                let decoded = self.decoder.decode(payload, received);
-                rows_of(classifier, &self.topic, self.partition, offset, decoded)
-            }
-        };
-        match outcome {
-            MessageRows::Events(rows) => {
+        match message {
+            Message::Rows { first, count } => {
                 self.pending.written += 1;
-                let n = rows.len();
-                for row in rows {
-                    if let Some(category) = &row.category {
+                let texts = lane.texts(input);
+                for row in &lane.rows()[*first..first + count] {
+                    if let Some(category) = texts.get(row.text(Text::Category)) {
                         self.count_bounce(category);
                     }
-                    self.bytes += row.approx_bytes();
-                    let date =
-                        row.event.event_time.with_timezone(&self.time_zone).date_naive();
-                    self.partition_rows(date, &row.event.org_id).append(&row);
-                    self.last_date = Some(date);
+                    self.bytes += row.approx_bytes;
+                    let org_id = texts.get(row.text(Text::OrgId)).unwrap_or_default();
+                    let (topic, partition) = (self.topic.clone(), self.partition);
+                    self.partition_rows(row.date, org_id)
+                        .append(row, texts, &topic, partition);
+                    self.last_date = Some(row.date);
                 }
-                self.pending.rows += n as u64;
-                self.delivery_rows += n;
-                Accepted::Buffered { rows: n }
+                self.pending.rows += *count as u64;
+                self.delivery_rows += count;
+                Accepted::Buffered { rows: *count }
             }
-            MessageRows::Skipped => {
+            Message::Skipped => {
                 self.pending.skipped += 1;
                 Accepted::Skipped
             }
-            MessageRows::Rejected(reason) => {
+            Message::Rejected(reason) => {
                 self.pending.dead_lettered += 1;
                 metrics::counter!("bouncelens_records_dead_lettered_total", "reason" => reason.as_str())
                     .increment(1);
@@ -259,6 +337,7 @@ impl SourceWriter {
                 self.rejected.push(row.clone());
                 Accepted::DeadLettered(Box::new(row))
             }
+            Message::InOrder => unreachable!("a message taken in order is decoded first"),
         }
     }
 
@@ -326,17 +405,16 @@ impl SourceWriter {
     /// day. Logs come in time order, so a buffer cut where the day turns
     /// gives each day's partitions one file where a cut anywhere else
     /// would leave two.
-    pub fn day_turns_at(&self, next: &Prepared, policy: &FlushPolicy) -> bool {
-        let Prepared::Ready(MessageRows::Events(rows)) = next else {
+    pub fn day_turns_at(&self, next: &Prepared<'_>, policy: &FlushPolicy) -> bool {
+        let Message::Rows { first, count: 1.. } = *next.message() else {
             return false;
         };
-        let (Some(first), Some(last_date)) = (rows.first(), self.last_date) else {
+        let Some(last_date) = self.last_date else {
             return false;
         };
         (self.buffered_rows() >= policy.max_rows / 2
             || self.bytes >= policy.max_bytes / 2)
-            && first.event.event_time.with_timezone(&self.time_zone).date_naive()
-                != last_date
+            && next.lane.rows()[first].date != last_date
     }
 
     /// Writes the buffer out. Returns the offset to commit to Kafka, or
@@ -443,74 +521,72 @@ pub struct Preparer {
     partition: i32,
     /// Offsets below this were already written when the preparer was made.
     skip_below: i64,
+    time_zone: Tz,
 }
 
 impl Preparer {
-    /// Decodes and classifies a batch of messages, on the shared thread
-    /// pool when `parallel`. Messages that need the join state (Postfix
-    /// lines) or were already written come back as [`Prepared::InOrder`].
-    /// `first_offset` is the offset of `payloads[0]`; the rest follow on.
+    /// Decodes and classifies a batch of messages into `batch`, on the
+    /// shared thread pool when `parallel`. Each message is `input[line]`
+    /// for one of `lines`, the first at offset `first_offset` and the rest
+    /// following on. Messages that need the join state (Postfix lines) or
+    /// were already written are left to be decoded when taken.
     pub fn prepare(
         &self,
         classifier: &Classifier,
         first_offset: i64,
-        payloads: &[&[u8]],
+        input: &[u8],
+        lines: &[Range<usize>],
         parallel: bool,
-    ) -> Vec<Prepared> {
-        let one = |(i, payload): (usize, &&[u8])| {
-            let offset = first_offset + i as i64;
-            if offset < self.skip_below {
-                return Prepared::InOrder;
-            }
-            match self.decoder.decode_stateless(payload) {
-                Some(decoded) => Prepared::Ready(rows_of(
-                    classifier,
-                    &self.topic,
-                    self.partition,
-                    offset,
-                    decoded,
-                )),
-                None => Prepared::InOrder,
+        batch: &mut PreparedBatch,
+    ) {
+        let lanes = lines.len().div_ceil(LANE_MESSAGES);
+        batch.lanes.truncate(lanes);
+        batch.lanes.resize_with(lanes, Lane::default);
+        let cx = RowContext {
+            classifier,
+            topic: &self.topic,
+            partition: self.partition,
+            time_zone: self.time_zone,
+        };
+        let one = |(i, (lane, lines)): (usize, (&mut Lane, &[Range<usize>]))| {
+            lane.clear();
+            for (j, line) in lines.iter().enumerate() {
+                let offset = first_offset + (i * LANE_MESSAGES + j) as i64;
+                if offset < self.skip_below {
+                    lane.push(Message::InOrder);
+                    continue;
+                }
+                let first = lane.rows().len();
+                let decoded = self.decoder.decode_stateless(
+                    &input[line.clone()],
+                    |index, event| {
+                        lane.push_row(&cx, input, offset, index, event);
+                    },
+                );
+                lane.push(match decoded {
+                    Stateless::Events(count) => Message::Rows { first, count },
+                    Stateless::Skipped(_) => Message::Skipped,
+                    Stateless::Rejected(reason) => Message::Rejected(reason),
+                    Stateless::InOrder => Message::InOrder,
+                });
             }
         };
-        if !parallel {
-            return payloads.iter().enumerate().map(one).collect();
+        if parallel {
+            batch
+                .lanes
+                .par_iter_mut()
+                .zip(lines.par_chunks(LANE_MESSAGES))
+                .enumerate()
+                .for_each(one);
+        } else {
+            batch
+                .lanes
+                .iter_mut()
+                .zip(lines.chunks(LANE_MESSAGES))
+                .enumerate()
+                .for_each(one);
         }
-        payloads.par_iter().enumerate().with_min_len(256).map(one).collect()
     }
-}
-
-/// The rows of one decoded message, classified.
-fn rows_of(
-    classifier: &Classifier,
-    topic: &Arc<str>,
-    partition: i32,
-    offset: i64,
-    decoded: Decoded,
-) -> MessageRows {
-    let events = match decoded {
-        Decoded::Events(events) => events,
-        Decoded::Skipped(_) => return MessageRows::Skipped,
-        Decoded::Rejected(reason) => return MessageRows::Rejected(reason),
-    };
-    let rows = events
-        .into_iter()
-        .enumerate()
-        .map(|(index, event)| {
-            let class = classify_event(classifier, &event);
-            DeliveryRow {
-                event,
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                category: class.category,
-                reason: class.reason,
-                severity: class.severity,
-                rule: class.rule,
-                matched: class.matched,
-                source: SourcePosition { topic: topic.clone(), partition, offset },
-            }
-        })
-        .collect();
-    MessageRows::Events(rows)
 }
 
 #[cfg(test)]
@@ -558,6 +634,20 @@ mod tests {
         (rows, rejected, totals)
     }
 
+    /// Messages laid one after another in one buffer, as ingest reads
+    /// them, and where each lies.
+    fn concatenated(messages: &[Vec<u8>]) -> (Vec<u8>, Vec<Range<usize>>) {
+        let mut input = Vec::new();
+        let mut lines = Vec::new();
+        for m in messages {
+            let start = input.len();
+            input.extend_from_slice(m);
+            lines.push(start..input.len());
+            input.push(b'\n');
+        }
+        (input, lines)
+    }
+
     /// A writer of source `s` with the default settings.
     fn open_writer(committer: &Committer) -> SourceWriter {
         SourceWriter::open(
@@ -600,18 +690,29 @@ mod tests {
         assert!(rows > 2000, "the batch yields deliveries");
         assert!(expected.1.len() >= 3, "the broken messages are dead letters");
         assert!(expected.2.skipped >= 1, "the KumoMTA reception is skipped");
+        // Batches of several lanes each, the last lane of each part full.
+        let per_batch = 2 * LANE_MESSAGES + 777;
         for parallel in [false, true] {
             let mut batched = open("b");
-            let payloads: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-            for (n, batch) in payloads.chunks(777).enumerate() {
-                let first = (n * 777) as i64;
-                let prepared =
-                    batched.preparer().prepare(&classifier, first, batch, parallel);
-                for (i, (payload, p)) in batch.iter().zip(prepared).enumerate() {
+            let mut prepared = PreparedBatch::default();
+            for (n, batch) in messages.chunks(per_batch).enumerate() {
+                let first = (n * per_batch) as i64;
+                let (input, lines) = concatenated(batch);
+                let preparer = batched.preparer();
+                preparer.prepare(
+                    &classifier,
+                    first,
+                    &input,
+                    &lines,
+                    parallel,
+                    &mut prepared,
+                );
+                for (i, (line, p)) in lines.iter().zip(prepared.iter(&input)).enumerate()
+                {
                     batched.accept_prepared(
                         &classifier,
                         first + i as i64,
-                        payload,
+                        &input[line.clone()],
                         received,
                         p,
                     );
@@ -640,19 +741,34 @@ mod tests {
         let day_one = [at("15:58:00"), at("15:59:00")];
         let next_day = at("16:00:00");
         let prepare = |writer: &SourceWriter, offset: i64, payload: &[u8]| {
-            writer.preparer().prepare(&classifier, offset, &[payload], false).remove(0)
+            let mut batch = PreparedBatch::default();
+            let lines = vec![Range { start: 0, end: payload.len() }];
+            writer.preparer().prepare(
+                &classifier,
+                offset,
+                payload,
+                &lines,
+                false,
+                &mut batch,
+            );
+            batch
+        };
+        let turns = |writer: &SourceWriter, batch: &PreparedBatch, payload: &[u8]| {
+            let next = batch.iter(payload).next().expect("one message");
+            writer.day_turns_at(&next, &policy)
         };
         writer.accept(&classifier, 0, &day_one[0], None);
         let turn = prepare(&writer, 1, &next_day);
-        assert!(!writer.day_turns_at(&turn, &policy), "one row of four is not half due");
+        assert!(!turns(&writer, &turn, &next_day), "one row of four is not half due");
         writer.accept(&classifier, 1, &day_one[1], None);
-        let same_day = prepare(&writer, 2, &at("15:59:30"));
-        assert!(!writer.day_turns_at(&same_day, &policy), "the day has not turned");
+        let same_day = at("15:59:30");
+        let prepared = prepare(&writer, 2, &same_day);
+        assert!(!turns(&writer, &prepared, &same_day), "the day has not turned");
         let turn = prepare(&writer, 2, &next_day);
-        assert!(writer.day_turns_at(&turn, &policy), "half due, and a new local day");
+        assert!(turns(&writer, &turn, &next_day), "half due, and a new local day");
         let flush = writer.take().unwrap();
         assert_eq!(flush.commit(&committer).unwrap().0, 2);
-        assert!(!writer.day_turns_at(&turn, &policy), "an empty buffer is not cut");
+        assert!(!turns(&writer, &turn, &next_day), "an empty buffer is not cut");
     }
 
     #[test]

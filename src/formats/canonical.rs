@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use super::{DecodeSettings, Decoded, RejectReason, parse_timestamp};
-use crate::event::{DeliveryEvent, Outcome, SourceFormat};
+use crate::event::{EventView, Outcome, SourceFormat};
 
 /// The fields the canonical form reads; anything else goes to `extra`.
 const KNOWN: [&str; 16] = [
@@ -178,7 +178,7 @@ impl<'a> Fields<'a> {
         self.known[i].as_ref()
     }
 
-    fn string(&self, field: &'static str) -> Result<Option<String>, RejectReason> {
+    fn string(&self, field: &'static str) -> Result<Option<Cow<'_, str>>, RejectReason> {
         scalar_string(self.get(field), field)
     }
 
@@ -219,6 +219,16 @@ impl<'de> serde::Deserialize<'de> for Fields<'de> {
 }
 
 pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectReason> {
+    decode_with(text, settings, |event| Decoded::Events(vec![event.to_event()]))
+}
+
+/// Decodes one event and hands it to `take` as a view that borrows its
+/// text from `text` wherever the JSON has no escapes.
+pub fn decode_with<R>(
+    text: &str,
+    settings: &DecodeSettings,
+    take: impl FnOnce(&EventView<'_>) -> R,
+) -> Result<R, RejectReason> {
     let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| {
         if text.trim_start().starts_with('{') {
             RejectReason::InvalidJson(e.to_string())
@@ -249,6 +259,7 @@ pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectRe
         given => sender
             .as_deref()
             .and_then(|s| settings.orgs.org_for_sender(s))
+            .map(Cow::Owned)
             .or(given)
             .ok_or(RejectReason::MissingField("org_id"))?,
     };
@@ -267,26 +278,37 @@ pub fn decode(text: &str, settings: &DecodeSettings) -> Result<Decoded, RejectRe
         out.push('}');
         out
     });
-    Ok(Decoded::Events(vec![DeliveryEvent {
+    let message_id = fields.string("message_id")?;
+    let queue_id = fields.string("queue_id")?;
+    let smtp_code = fields.integer("smtp_code", 100, 599)?.map(|v| v as u16);
+    let enhanced_code = fields.string("enhanced_code")?;
+    let reply = fields.string("reply")?;
+    let remote_host = fields.string("remote_host")?;
+    let remote_ip = fields.string("remote_ip")?;
+    let sending_ip = fields.string("sending_ip")?;
+    let attempt = fields.integer("attempt", 0, u32::MAX as i64)?.map(|v| v as u32);
+    let size_bytes = fields.integer("size", 0, i64::MAX)?.map(|v| v as u64);
+    let nrcpt = fields.integer("nrcpt", 0, u32::MAX as i64)?.map(|v| v as u32);
+    Ok(take(&EventView {
         event_time,
-        org_id,
-        sender,
-        recipient,
-        message_id: fields.string("message_id")?,
-        queue_id: fields.string("queue_id")?,
+        org_id: &org_id,
+        sender: sender.as_deref(),
+        recipient: &recipient,
+        message_id: message_id.as_deref(),
+        queue_id: queue_id.as_deref(),
         outcome,
-        smtp_code: fields.integer("smtp_code", 100, 599)?.map(|v| v as u16),
-        enhanced_code: fields.string("enhanced_code")?,
-        reply: fields.string("reply")?,
-        remote_host: fields.string("remote_host")?,
-        remote_ip: fields.string("remote_ip")?,
-        sending_ip: fields.string("sending_ip")?,
-        attempt: fields.integer("attempt", 0, u32::MAX as i64)?.map(|v| v as u32),
-        size_bytes: fields.integer("size", 0, i64::MAX)?.map(|v| v as u64),
-        nrcpt: fields.integer("nrcpt", 0, u32::MAX as i64)?.map(|v| v as u32),
+        smtp_code,
+        enhanced_code: enhanced_code.as_deref(),
+        reply: reply.as_deref(),
+        remote_host: remote_host.as_deref(),
+        remote_ip: remote_ip.as_deref(),
+        sending_ip: sending_ip.as_deref(),
+        attempt,
+        size_bytes,
+        nrcpt,
         format: SourceFormat::Canonical,
-        extra,
-    }]))
+        extra: extra.as_deref(),
+    }))
 }
 
 /// A string field of a JSON object; null and absent are `None`; numbers
@@ -296,6 +318,7 @@ pub(crate) fn string(
     field: &'static str,
 ) -> Result<Option<String>, RejectReason> {
     scalar_string(obj.get(field).map(Scalar::of).as_ref(), field)
+        .map(|s| s.map(Cow::into_owned))
 }
 
 /// An integer field of a JSON object within `[min, max]`; digits in a
@@ -309,15 +332,15 @@ pub(crate) fn integer(
     scalar_integer(obj.get(field).map(Scalar::of).as_ref(), field, min, max)
 }
 
-fn scalar_string(
-    value: Option<&Scalar<'_>>,
+fn scalar_string<'s>(
+    value: Option<&'s Scalar<'_>>,
     field: &'static str,
-) -> Result<Option<String>, RejectReason> {
+) -> Result<Option<Cow<'s, str>>, RejectReason> {
     match value {
         None | Some(Scalar::Null) => Ok(None),
-        Some(Scalar::Text(s)) => Ok(Some(s.to_string())),
-        Some(Scalar::Int(n)) => Ok(Some(n.to_string())),
-        Some(Scalar::Number(n)) => Ok(Some(n.to_string())),
+        Some(Scalar::Text(s)) => Ok(Some(Cow::Borrowed(s))),
+        Some(Scalar::Int(n)) => Ok(Some(Cow::Owned(n.to_string()))),
+        Some(Scalar::Number(n)) => Ok(Some(Cow::Owned(n.to_string()))),
         Some(other) => Err(RejectReason::BadField {
             field,
             problem: format!("expected text, got {}", other.kind()),
@@ -354,6 +377,7 @@ fn scalar_integer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::DeliveryEvent;
 
     fn decode_one(text: &str) -> Result<DeliveryEvent, RejectReason> {
         match decode(text, &DecodeSettings::default())? {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{DeliveryEvent, domain_of};
+use crate::event::{DeliveryEvent, EventView, domain_of};
 
 /// Which format to expect, or `auto` to detect it per message.
 #[derive(
@@ -93,6 +93,18 @@ pub enum Decoded {
     /// A well-formed message that carries no delivery, with why.
     Skipped(&'static str),
     Rejected(RejectReason),
+}
+
+/// What [`Decoder::decode_stateless`] made of one message.
+#[derive(Debug)]
+pub enum Stateless {
+    /// This many events were handed over.
+    Events(usize),
+    /// A well-formed message that carries no delivery, with why.
+    Skipped(&'static str),
+    Rejected(RejectReason),
+    /// A Postfix line, to be decoded in order with the join state.
+    InOrder,
 }
 
 /// Maps senders to organisations: an exact address first, then its domain,
@@ -217,24 +229,55 @@ impl Decoder {
     }
 
     /// Decodes a message that needs no join state: every JSON format and
-    /// every message that is rejected before its format matters. `None`
-    /// means a Postfix line, which only [`decode`](Self::decode) can read,
+    /// every message that is rejected before its format matters. Each event
+    /// is handed to `each` (with its index in the message) as a view that
+    /// borrows from `payload` where it can. A Postfix line comes back as
+    /// [`Stateless::InOrder`]: only [`decode`](Self::decode) can read it,
     /// in order. This half takes `&self`, so a batch of messages can be
     /// decoded on several threads before being taken in order.
-    pub fn decode_stateless(&self, payload: &[u8]) -> Option<Decoded> {
-        match self.text_of(payload) {
-            Ok(text) => self.decode_text(&text),
-            Err(rejected) => Some(Decoded::Rejected(rejected)),
+    pub fn decode_stateless(
+        &self,
+        payload: &[u8],
+        mut each: impl FnMut(u32, &EventView<'_>),
+    ) -> Stateless {
+        let text = match self.text_of(payload) {
+            Ok(text) => text,
+            Err(rejected) => return Stateless::Rejected(rejected),
+        };
+        let decoded = match self.format_of(&text) {
+            InputFormat::Canonical => {
+                canonical::decode_with(&text, &self.settings, |event| each(0, event))
+                    .map(|()| Stateless::Events(1))
+            }
+            InputFormat::Kumomta => {
+                kumomta::decode(&text, &self.settings).map(|decoded| match decoded {
+                    Decoded::Events(events) => {
+                        for (i, event) in events.iter().enumerate() {
+                            each(u32::try_from(i).unwrap_or(u32::MAX), &event.view());
+                        }
+                        Stateless::Events(events.len())
+                    }
+                    Decoded::Skipped(why) => Stateless::Skipped(why),
+                    Decoded::Rejected(reason) => Stateless::Rejected(reason),
+                })
+            }
+            InputFormat::Postfix => return Stateless::InOrder,
+            InputFormat::Auto => Err(RejectReason::UnknownFormat),
+        };
+        decoded.unwrap_or_else(Stateless::Rejected)
+    }
+
+    /// The format of a message's text: fixed by the settings, or detected.
+    fn format_of(&self, text: &str) -> InputFormat {
+        match self.settings.format {
+            InputFormat::Auto => detect(text),
+            fixed => fixed,
         }
     }
 
     /// The stateless formats of a message's text; `None` for Postfix.
     fn decode_text(&self, text: &str) -> Option<Decoded> {
-        let format = match self.settings.format {
-            InputFormat::Auto => detect(text),
-            fixed => fixed,
-        };
-        let result = match format {
+        let result = match self.format_of(text) {
             InputFormat::Canonical => canonical::decode(text, &self.settings),
             InputFormat::Kumomta => kumomta::decode(text, &self.settings),
             InputFormat::Postfix => return None,

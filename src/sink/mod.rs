@@ -8,6 +8,6 @@ pub mod table;
 pub use commit::{Checkpoint, Committer, Flush, FlushStats, SinkError, Totals};
 pub use layout::{Layout, encode_org, org_partition_value};
 pub use table::{
-    DELIVERIES_SCHEMA, DeliveriesBuilder, DeliveryRow, PartitionRows, REJECTED_SCHEMA,
-    RejectedRow, SourcePosition, Widths,
+    DELIVERIES_SCHEMA, DeliveriesBuilder, PartitionRows, REJECTED_SCHEMA, RejectedRow,
+    SourcePosition, Widths,
 };

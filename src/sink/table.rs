@@ -6,7 +6,6 @@
 //! partition columns `date` and `org` are not stored in the files: they
 //! come from the directory names.
 
-use std::fmt::Write;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
@@ -16,7 +15,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::event::{DeliveryEvent, domain_part};
+use crate::rows::{Row, TEXTS, Texts};
 
 /// Where a record came from: the Kafka topic and partition (or the input
 /// file) and its offset there.
@@ -26,40 +25,6 @@ pub struct SourcePosition {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
-}
-
-/// A delivery event with its classification, ready to be written.
-///
-/// It lives only until it is buffered: [`DeliveriesBuilder::append`] copies
-/// it into columns and derives `event_id` and the domains there.
-#[derive(Clone, Debug)]
-pub struct DeliveryRow {
-    pub event: DeliveryEvent,
-    /// Which of its message's events this is (a Postfix expiry gives one
-    /// per recipient); part of `event_id`.
-    pub index: u32,
-    pub category: Option<String>,
-    pub reason: Option<String>,
-    pub severity: Option<&'static str>,
-    pub rule: Option<&'static str>,
-    pub matched: Option<String>,
-    pub source: SourcePosition,
-}
-
-impl DeliveryRow {
-    /// A rough size once buffered in columns, for flushing by bytes.
-    pub fn approx_bytes(&self) -> usize {
-        let e = &self.event;
-        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        160 + e.org_id.len()
-            + e.recipient.len()
-            + opt(&e.sender)
-            + opt(&e.reply)
-            + opt(&e.extra)
-            + opt(&e.message_id)
-            + opt(&e.remote_host)
-            + opt(&self.matched)
-    }
 }
 
 /// A message that could not be read.
@@ -140,43 +105,33 @@ pub static REJECTED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// left cold in memory since they were read.
 pub struct DeliveriesBuilder {
     time: TimestampMicrosecondBuilder,
-    event_id: StringBuilder,
-    sender_domain: StringBuilder,
-    recipient_domain: StringBuilder,
-    /// The text columns taken as they are, in the order of [`Self::texts`].
-    texts: [StringBuilder; 17],
+    /// The text columns of a [`Row`]'s spans, in the order of [`Text`](crate::rows::Text).
+    texts: [StringBuilder; TEXTS],
+    /// The columns of a few fixed values, in the order of [`Self::labels`].
+    labels: [StringBuilder; LABELS],
     smtp_code: Int32Builder,
     attempt: Int32Builder,
     size: Int64Builder,
     nrcpt: Int32Builder,
-    topic: StringBuilder,
     partition: Int32Builder,
     offset: Int64Builder,
-    extra: StringBuilder,
 }
+
+/// Columns of a few fixed values: outcome, severity, rule, source format
+/// and topic.
+const LABELS: usize = 5;
 
 /// Typical bytes per value of each variable-width column of a builder, to
 /// size the next builders by (see [`DeliveriesBuilder::widths`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Widths {
-    event_id: usize,
-    sender_domain: usize,
-    recipient_domain: usize,
-    texts: [usize; 17],
-    topic: usize,
-    extra: usize,
+    texts: [usize; TEXTS],
+    labels: [usize; LABELS],
 }
 
 impl Default for Widths {
     fn default() -> Self {
-        Self {
-            event_id: 16,
-            sender_domain: 16,
-            recipient_domain: 16,
-            texts: [16; 17],
-            topic: 16,
-            extra: 16,
-        }
+        Self { texts: [16; TEXTS], labels: [8; LABELS] }
     }
 }
 
@@ -188,18 +143,14 @@ impl DeliveriesBuilder {
         let text = |width: usize| StringBuilder::with_capacity(rows, rows * width);
         Self {
             time: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            event_id: text(widths.event_id),
-            sender_domain: text(widths.sender_domain),
-            recipient_domain: text(widths.recipient_domain),
             texts: std::array::from_fn(|i| text(widths.texts[i])),
+            labels: std::array::from_fn(|i| text(widths.labels[i])),
             smtp_code: Int32Builder::with_capacity(rows),
             attempt: Int32Builder::with_capacity(rows),
             size: Int64Builder::with_capacity(rows),
             nrcpt: Int32Builder::with_capacity(rows),
-            topic: text(widths.topic),
             partition: Int32Builder::with_capacity(rows),
             offset: Int64Builder::with_capacity(rows),
-            extra: text(widths.extra),
         }
     }
 
@@ -212,12 +163,8 @@ impl DeliveriesBuilder {
         }
         let width = |b: &StringBuilder| b.values_slice().len().div_ceil(rows).max(1);
         Some(Widths {
-            event_id: width(&self.event_id),
-            sender_domain: width(&self.sender_domain),
-            recipient_domain: width(&self.recipient_domain),
             texts: std::array::from_fn(|i| width(&self.texts[i])),
-            topic: width(&self.topic),
-            extra: width(&self.extra),
+            labels: std::array::from_fn(|i| width(&self.labels[i])),
         })
     }
 
@@ -235,89 +182,76 @@ impl DeliveriesBuilder {
         self.time.capacity()
     }
 
-    /// The columns taken from a row as they are, in the order `texts` holds
-    /// their builders.
-    fn texts(row: &DeliveryRow) -> [Option<&str>; 17] {
-        let e = &row.event;
+    /// The columns of a few fixed values of a row, in the order `labels`
+    /// holds their builders.
+    fn labels<'a>(row: &Row, topic: &'a str) -> [Option<&'a str>; LABELS] {
         [
-            Some(&e.org_id),
-            e.sender.as_deref(),
-            Some(&e.recipient),
-            e.message_id.as_deref(),
-            e.queue_id.as_deref(),
-            Some(e.outcome.as_str()),
-            e.enhanced_code.as_deref(),
-            e.reply.as_deref(),
-            e.remote_host.as_deref(),
-            e.remote_ip.as_deref(),
-            e.sending_ip.as_deref(),
-            row.category.as_deref(),
-            row.reason.as_deref(),
+            Some(row.outcome.as_str()),
             row.severity,
             row.rule,
-            row.matched.as_deref(),
-            Some(e.format.as_str()),
+            Some(row.format.as_str()),
+            Some(topic),
         ]
     }
 
-    /// Appends one row, deriving `event_id` and the domains.
-    pub fn append(&mut self, row: &DeliveryRow) {
-        let e = &row.event;
-        let s = &row.source;
-        self.time.append_value(e.event_time.timestamp_micros());
-        write!(self.event_id, "{}:{}:{}:{}", s.topic, s.partition, s.offset, row.index)
-            .expect("writing to memory");
-        self.event_id.append_value("");
-        append_domain(&mut self.sender_domain, e.sender.as_deref());
-        append_domain(&mut self.recipient_domain, Some(&e.recipient));
-        for (builder, value) in self.texts.iter_mut().zip(Self::texts(row)) {
+    /// Appends one row of a source (`topic` and `partition`), its text
+    /// read through `texts`.
+    pub fn append(&mut self, row: &Row, texts: Texts<'_>, topic: &str, partition: i32) {
+        self.time.append_value(row.time_micros);
+        for (builder, span) in self.texts.iter_mut().zip(row.texts) {
+            match texts.get(span) {
+                Some(text) => builder.append_value(text),
+                None => builder.append_null(),
+            }
+        }
+        for (builder, value) in self.labels.iter_mut().zip(Self::labels(row, topic)) {
             builder.append_option(value);
         }
-        self.smtp_code.append_option(e.smtp_code.map(i32::from));
-        self.attempt.append_option(e.attempt.and_then(|v| i32::try_from(v).ok()));
-        self.size.append_option(e.size_bytes.and_then(|v| i64::try_from(v).ok()));
-        self.nrcpt.append_option(e.nrcpt.and_then(|v| i32::try_from(v).ok()));
-        self.topic.append_value(&s.topic);
-        self.partition.append_value(s.partition);
-        self.offset.append_value(s.offset);
-        self.extra.append_option(e.extra.as_deref());
+        self.smtp_code.append_option(row.smtp_code.map(i32::from));
+        self.attempt.append_option(row.attempt.and_then(|v| i32::try_from(v).ok()));
+        self.size.append_option(row.size_bytes.and_then(|v| i64::try_from(v).ok()));
+        self.nrcpt.append_option(row.nrcpt.and_then(|v| i32::try_from(v).ok()));
+        self.partition.append_value(partition);
+        self.offset.append_value(row.offset);
     }
 
     /// The rows appended, as a batch of the `deliveries` schema; the
     /// builder is left empty.
     pub fn finish(&mut self) -> RecordBatch {
         let mut texts = self.texts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
-        let mut next = || texts.next().expect("17 text columns");
+        let mut text = || texts.next().expect("a text column");
+        let mut labels = self.labels.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
+        let mut label = || labels.next().expect("a label column");
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.time.finish()),
-            Arc::new(self.event_id.finish()),
-            next(), // org_id
-            next(), // sender
-            Arc::new(self.sender_domain.finish()),
-            next(), // recipient
-            Arc::new(self.recipient_domain.finish()),
-            next(), // message_id
-            next(), // queue_id
-            next(), // outcome
+            text(),  // event_id
+            text(),  // org_id
+            text(),  // sender
+            text(),  // sender_domain
+            text(),  // recipient
+            text(),  // recipient_domain
+            text(),  // message_id
+            text(),  // queue_id
+            label(), // outcome
             Arc::new(self.smtp_code.finish()),
-            next(), // enhanced_code
-            next(), // reply
-            next(), // remote_host
-            next(), // remote_ip
-            next(), // sending_ip
+            text(), // enhanced_code
+            text(), // reply
+            text(), // remote_host
+            text(), // remote_ip
+            text(), // sending_ip
             Arc::new(self.attempt.finish()),
             Arc::new(self.size.finish()),
             Arc::new(self.nrcpt.finish()),
-            next(), // category
-            next(), // reason
-            next(), // severity
-            next(), // rule
-            next(), // matched
-            next(), // source_format
-            Arc::new(self.topic.finish()),
+            text(),  // category
+            text(),  // reason
+            label(), // severity
+            label(), // rule
+            text(),  // matched
+            label(), // source_format
+            label(), // source_topic
             Arc::new(self.partition.finish()),
             Arc::new(self.offset.finish()),
-            Arc::new(self.extra.finish()),
+            text(), // extra
         ];
         RecordBatch::try_new(DELIVERIES_SCHEMA.clone(), columns)
             .expect("columns are built to the schema")
@@ -331,17 +265,6 @@ pub struct PartitionRows {
     pub date: NaiveDate,
     pub org_id: String,
     pub rows: DeliveriesBuilder,
-}
-
-/// Appends the lower-cased domain of an address, or null.
-fn append_domain(builder: &mut StringBuilder, address: Option<&str>) {
-    match address.and_then(domain_part) {
-        Some(domain) if domain.bytes().any(|b| b.is_ascii_uppercase()) => {
-            builder.append_value(domain.to_ascii_lowercase());
-        }
-        Some(domain) => builder.append_value(domain),
-        None => builder.append_null(),
-    }
 }
 
 /// Builds a `rejected` batch from rows.
