@@ -58,16 +58,27 @@ fn known_index(key: &str) -> Option<usize> {
         (5, Some(b'n')) => 15,                // nrcpt
         _ => return None,
     };
-    // Compared as two words: a library `memcmp` call per key cost more
-    // than the rest of the lookup. Every known name is at most 16 bytes.
-    (b.len() <= 16 && padded(b) == padded(KNOWN[i].as_bytes())).then_some(i)
+    same_short(b, KNOWN[i].as_bytes()).then_some(i)
 }
 
-/// Up to 16 bytes as one number, zero-padded.
-fn padded(bytes: &[u8]) -> u128 {
-    let mut word = [0u8; 16];
-    word[..bytes.len()].copy_from_slice(bytes);
-    u128::from_le_bytes(word)
+/// Whether two short byte strings are equal, compared as two words at most
+/// (every line has a dozen keys: a library `memcmp` call per key cost more
+/// than the rest of the lookup).
+fn same_short(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word =
+        |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    let half =
+        |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+    match n {
+        // The first and the last eight bytes, overlapping.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
+    }
 }
 
 /// One JSON value as a field reads it: text borrowed from the input where
@@ -416,6 +427,21 @@ mod tests {
         ];
         for name in near {
             assert_eq!(known_index(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn short_strings_differing_anywhere_are_told_apart() {
+        let text = b"abcdefghijklmnopqrst";
+        for n in 0..=text.len() {
+            let a = &text[..n];
+            assert!(same_short(a, a), "{n}");
+            assert!(!same_short(a, &text[..n.saturating_sub(1)]) || n == 0);
+            for at in 0..n {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_short(a, &b), "length {n}, byte {at}");
+            }
         }
     }
 
