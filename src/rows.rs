@@ -182,13 +182,7 @@ impl Lane {
         let verdict = verdict_of(cx.classifier, event);
         let mut texts = [Span::NULL; TEXTS];
         let mut set = |column: Text, span: Span| texts[column as usize] = span;
-        set(
-            Text::EventId,
-            self.formatted(format_args!(
-                "{}:{}:{offset}:{index}",
-                cx.topic, cx.partition
-            )),
-        );
+        set(Text::EventId, self.event_id(cx, offset, index));
         set(Text::OrgId, self.span(input, event.org_id));
         set(Text::Sender, self.option(input, event.sender));
         set(Text::SenderDomain, self.domain(input, event.sender));
@@ -271,6 +265,21 @@ impl Lane {
         Span { start: start | Span::SIDE, len: self.side.len() - start }
     }
 
+    /// `topic:partition:offset:index`, without the formatting machinery
+    /// (it is made for every row).
+    fn event_id(&mut self, cx: &RowContext<'_>, offset: i64, index: u32) -> Span {
+        let start = self.side.len();
+        let mut digits = itoa::Buffer::new();
+        self.side.extend_from_slice(cx.topic.as_bytes());
+        self.side.push(b':');
+        self.side.extend_from_slice(digits.format(cx.partition).as_bytes());
+        self.side.push(b':');
+        self.side.extend_from_slice(digits.format(offset).as_bytes());
+        self.side.push(b':');
+        self.side.extend_from_slice(digits.format(index).as_bytes());
+        Span { start: start | Span::SIDE, len: self.side.len() - start }
+    }
+
     /// The lower-cased domain of an address, or null.
     fn domain(&mut self, input: &[u8], address: Option<&str>) -> Span {
         match address.and_then(domain_part) {
@@ -300,6 +309,15 @@ impl<'a> Texts<'a> {
     /// When the span is not of this lane and input: spans are cut at the
     /// bounds of text, so any other failure is a mismatch.
     pub fn get(&self, span: Span) -> Option<&'a str> {
+        self.bytes(span).map(|bytes| {
+            std::str::from_utf8(bytes)
+                .expect("a span of the input and side buffer of its own lane")
+        })
+    }
+
+    /// The bytes of a span's text, not checked to be UTF-8 (see
+    /// [`get`](Self::get)).
+    pub fn bytes(&self, span: Span) -> Option<&'a [u8]> {
         if span.is_null() {
             return None;
         }
@@ -308,11 +326,10 @@ impl<'a> Texts<'a> {
         } else {
             (self.input, span.start)
         };
-        let text = bytes
+        let bytes = bytes
             .get(start..start + span.len)
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
             .expect("a span of the input and side buffer of its own lane");
-        Some(text)
+        Some(bytes)
     }
 }
 

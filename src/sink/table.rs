@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder,
-    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -105,8 +105,11 @@ pub static REJECTED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// left cold in memory since they were read.
 pub struct DeliveriesBuilder {
     time: TimestampMicrosecondBuilder,
-    /// The text columns of a [`Row`]'s spans, in the order of [`Text`](crate::rows::Text).
-    texts: [StringBuilder; TEXTS],
+    /// The text columns of a [`Row`]'s spans, in the order of
+    /// [`Text`](crate::rows::Text). They are filled as bytes and checked to
+    /// be UTF-8 when finished: one pass over each column is cheaper than a
+    /// check of each value.
+    texts: [BinaryBuilder; TEXTS],
     /// The columns of a few fixed values, in the order of [`Self::labels`].
     labels: [StringBuilder; LABELS],
     smtp_code: Int32Builder,
@@ -143,7 +146,9 @@ impl DeliveriesBuilder {
         let text = |width: usize| StringBuilder::with_capacity(rows, rows * width);
         Self {
             time: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            texts: std::array::from_fn(|i| text(widths.texts[i])),
+            texts: std::array::from_fn(|i| {
+                BinaryBuilder::with_capacity(rows, rows * widths.texts[i])
+            }),
             labels: std::array::from_fn(|i| text(widths.labels[i])),
             smtp_code: Int32Builder::with_capacity(rows),
             attempt: Int32Builder::with_capacity(rows),
@@ -161,10 +166,10 @@ impl DeliveriesBuilder {
         if rows == 0 {
             return None;
         }
-        let width = |b: &StringBuilder| b.values_slice().len().div_ceil(rows).max(1);
+        let width = |bytes: usize| bytes.div_ceil(rows).max(1);
         Some(Widths {
-            texts: std::array::from_fn(|i| width(&self.texts[i])),
-            labels: std::array::from_fn(|i| width(&self.labels[i])),
+            texts: std::array::from_fn(|i| width(self.texts[i].values_slice().len())),
+            labels: std::array::from_fn(|i| width(self.labels[i].values_slice().len())),
         })
     }
 
@@ -199,7 +204,7 @@ impl DeliveriesBuilder {
     pub fn append(&mut self, row: &Row, texts: Texts<'_>, topic: &str, partition: i32) {
         self.time.append_value(row.time_micros);
         for (builder, span) in self.texts.iter_mut().zip(row.texts) {
-            match texts.get(span) {
+            match texts.bytes(span) {
                 Some(text) => builder.append_value(text),
                 None => builder.append_null(),
             }
@@ -218,7 +223,11 @@ impl DeliveriesBuilder {
     /// The rows appended, as a batch of the `deliveries` schema; the
     /// builder is left empty.
     pub fn finish(&mut self) -> RecordBatch {
-        let mut texts = self.texts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
+        let mut texts = self.texts.iter_mut().map(|b| {
+            let text = StringArray::try_from_binary(b.finish())
+                .expect("spans are cut at the bounds of text");
+            Arc::new(text) as ArrayRef
+        });
         let mut text = || texts.next().expect("a text column");
         let mut labels = self.labels.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
         let mut label = || labels.next().expect("a label column");
