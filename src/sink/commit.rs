@@ -44,12 +44,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use chrono_tz::Tz;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -435,6 +436,59 @@ fn writer_properties() -> WriterProperties {
     PROPERTIES.clone()
 }
 
+/// A column whose values in a file come to fewer bytes than this is
+/// written uncompressed: Zstandard would save a few hundred bytes, and
+/// setting up its compressor costs more than compressing a large column
+/// (most files of a day are of small organisations).
+const SMALL_COLUMN_BYTES: usize = 4 * 1024;
+
+/// The writer settings for a file of `batches`: [`writer_properties`], with
+/// its small columns left uncompressed.
+fn properties_for(batches: &[RecordBatch]) -> WriterProperties {
+    let base = writer_properties();
+    let Some(first) = batches.first() else {
+        return base;
+    };
+    let mut small = Vec::new();
+    for (i, field) in first.schema().fields().iter().enumerate() {
+        let path = ColumnPath::from(field.name().as_str());
+        if base.compression(&path) == Compression::UNCOMPRESSED {
+            continue;
+        }
+        let bytes: usize = batches.iter().map(|b| value_bytes(b.column(i))).sum();
+        if bytes < SMALL_COLUMN_BYTES {
+            small.push(path);
+        }
+    }
+    if small.is_empty() {
+        return base;
+    }
+    let mut builder = base.into_builder();
+    for path in small {
+        builder = builder.set_column_compression(path, Compression::UNCOMPRESSED);
+    }
+    builder.build()
+}
+
+/// The bytes of an array's values, leaving out nulls and offsets.
+fn value_bytes(array: &ArrayRef) -> usize {
+    if array.null_count() == array.len() {
+        return 0;
+    }
+    let span = |offsets: &[i32]| match (offsets.first(), offsets.last()) {
+        (Some(first), Some(last)) => usize::try_from(last - first).unwrap_or(0),
+        _ => 0,
+    };
+    if let Some(text) = array.as_string_opt::<i32>() {
+        return span(text.value_offsets());
+    }
+    if let Some(binary) = array.as_binary_opt::<i32>() {
+        return span(binary.value_offsets());
+    }
+    let width = array.data_type().primitive_width().unwrap_or(8);
+    (array.len() - array.null_count()) * width
+}
+
 /// Writes one Parquet file (not yet durable: the caller makes a flush's
 /// files durable together, with [`make_durable`]); returns its size.
 fn write_parquet(
@@ -445,7 +499,7 @@ fn write_parquet(
     let file = File::create(path).map_err(io(path))?;
     let parquet = |source| SinkError::Parquet { path: path.to_path_buf(), source };
     let mut writer =
-        ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))
+        ArrowWriter::try_new(file, schema.clone(), Some(properties_for(batches)))
             .map_err(parquet)?;
     for batch in batches {
         writer.write(batch).map_err(parquet)?;
