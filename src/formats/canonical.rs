@@ -11,7 +11,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-use super::{DecodeSettings, Decoded, RejectReason, parse_timestamp};
+use super::{DecodeSettings, Decoded, RejectReason, kumomta, parse_timestamp};
 use crate::event::{EventView, Outcome, SourceFormat};
 
 /// The fields the canonical form reads; anything else goes to `extra`.
@@ -240,13 +240,42 @@ pub fn decode_with<R>(
     settings: &DecodeSettings,
     take: impl FnOnce(&EventView<'_>) -> R,
 ) -> Result<R, RejectReason> {
-    let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| {
+    event_of(&parse(text)?, settings, take)
+}
+
+/// Like [`decode_with`] for a JSON object whose format was not fixed:
+/// `None` when it is a KumoMTA log record instead (it has a top-level
+/// `type` and [`kumomta::looks_like`] one). Reading the keys first spares
+/// canonical events the search of their text that telling them apart by
+/// text alone needs.
+pub(crate) fn decode_detected<R>(
+    text: &str,
+    settings: &DecodeSettings,
+    take: impl FnOnce(&EventView<'_>) -> R,
+) -> Result<Option<R>, RejectReason> {
+    let fields = parse(text)?;
+    if fields.extra.iter().any(|(key, _)| key == "type") && kumomta::looks_like(text) {
+        return Ok(None);
+    }
+    event_of(&fields, settings, take).map(Some)
+}
+
+fn parse(text: &str) -> Result<Fields<'_>, RejectReason> {
+    serde_json::from_str(text).map_err(|e| {
         if text.trim_start().starts_with('{') {
             RejectReason::InvalidJson(e.to_string())
         } else {
             RejectReason::InvalidJson("expected a JSON object".to_string())
         }
-    })?;
+    })
+}
+
+/// The event of a canonical object's fields, handed to `take`.
+fn event_of<R>(
+    fields: &Fields<'_>,
+    settings: &DecodeSettings,
+    take: impl FnOnce(&EventView<'_>) -> R,
+) -> Result<R, RejectReason> {
     let timestamp =
         fields.get("timestamp").ok_or(RejectReason::MissingField("timestamp"))?;
     let event_time = parse_timestamp(timestamp)

@@ -141,18 +141,19 @@ fn organisation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::{Decoder, InputFormat, detect};
+    use crate::event::SourceFormat;
+    use crate::formats::Decoder;
 
     const BOUNCE: &str = r#"{"type":"Bounce","id":"1d98076abbbc11ed940250ebf67f93bd","sender":"news@acme.com","recipient":"u@gmail.com","queue":"spring:acme-corp@gmail.com","site":"gmail","size":1047,"response":{"code":550,"enhanced_code":{"class":5,"subject":1,"detail":1},"content":"The email account that you tried to reach does not exist.","command":"RCPT TO"},"peer_address":{"name":"gmail-smtp-in.l.google.com.","addr":"142.250.1.26"},"timestamp":1764583200,"created":1764583100,"num_attempts":1,"meta":{}}"#;
 
     #[test]
     fn a_bounce_record_becomes_a_classifiable_event() {
-        assert_eq!(detect(BOUNCE), InputFormat::Kumomta);
         let mut decoder = Decoder::new(DecodeSettings::default());
         let Decoded::Events(events) = decoder.decode(BOUNCE.as_bytes(), None) else {
             panic!()
         };
         let e = &events[0];
+        assert_eq!(e.format, SourceFormat::Kumomta, "told apart from a canonical event");
         assert_eq!(e.org_id, "acme-corp");
         assert_eq!(e.outcome, Outcome::Bounced);
         assert_eq!(e.smtp_code, Some(550));

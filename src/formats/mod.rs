@@ -244,44 +244,74 @@ impl Decoder {
             Ok(text) => text,
             Err(rejected) => return Stateless::Rejected(rejected),
         };
-        let decoded = match self.format_of(&text) {
-            InputFormat::Canonical => {
-                canonical::decode_with(&text, &self.settings, |event| each(0, event))
-                    .map(|()| Stateless::Events(1))
+        let each_view = |event: &EventView<'_>| each(0, event);
+        let decoded = match self.route(&text) {
+            Route::Canonical => {
+                canonical::decode_with(&text, &self.settings, each_view).map(|()| 1)
             }
-            InputFormat::Kumomta => {
-                kumomta::decode(&text, &self.settings).map(|decoded| match decoded {
-                    Decoded::Events(events) => {
-                        for (i, event) in events.iter().enumerate() {
-                            each(u32::try_from(i).unwrap_or(u32::MAX), &event.view());
-                        }
-                        Stateless::Events(events.len())
-                    }
-                    Decoded::Skipped(why) => Stateless::Skipped(why),
-                    Decoded::Rejected(reason) => Stateless::Rejected(reason),
-                })
+            Route::Json => {
+                match canonical::decode_detected(&text, &self.settings, each_view) {
+                    Ok(Some(())) => Ok(1),
+                    Ok(None) => return self.kumomta_views(&text, &mut each),
+                    Err(reason) => Err(reason),
+                }
             }
-            InputFormat::Postfix => return Stateless::InOrder,
-            InputFormat::Auto => Err(RejectReason::UnknownFormat),
+            Route::Kumomta => return self.kumomta_views(&text, &mut each),
+            Route::Postfix => return Stateless::InOrder,
+            Route::Unknown => Err(RejectReason::UnknownFormat),
         };
-        decoded.unwrap_or_else(Stateless::Rejected)
+        match decoded {
+            Ok(count) => Stateless::Events(count),
+            Err(reason) => Stateless::Rejected(reason),
+        }
     }
 
-    /// The format of a message's text: fixed by the settings, or detected.
-    fn format_of(&self, text: &str) -> InputFormat {
+    /// A KumoMTA record's events, handed to `each`.
+    fn kumomta_views(
+        &self,
+        text: &str,
+        each: &mut impl FnMut(u32, &EventView<'_>),
+    ) -> Stateless {
+        match kumomta::decode(text, &self.settings) {
+            Ok(Decoded::Events(events)) => {
+                for (i, event) in events.iter().enumerate() {
+                    each(u32::try_from(i).unwrap_or(u32::MAX), &event.view());
+                }
+                Stateless::Events(events.len())
+            }
+            Ok(Decoded::Skipped(why)) => Stateless::Skipped(why),
+            Ok(Decoded::Rejected(reason)) | Err(reason) => Stateless::Rejected(reason),
+        }
+    }
+
+    /// How to read a message's text: by the format the settings fix, or by
+    /// what it looks like.
+    fn route(&self, text: &str) -> Route {
         match self.settings.format {
-            InputFormat::Auto => detect(text),
-            fixed => fixed,
+            InputFormat::Canonical => Route::Canonical,
+            InputFormat::Kumomta => Route::Kumomta,
+            InputFormat::Postfix => Route::Postfix,
+            InputFormat::Auto if text.starts_with('{') => Route::Json,
+            InputFormat::Auto if postfix::looks_like(text) => Route::Postfix,
+            InputFormat::Auto => Route::Unknown,
         }
     }
 
     /// The stateless formats of a message's text; `None` for Postfix.
     fn decode_text(&self, text: &str) -> Option<Decoded> {
-        let result = match self.format_of(text) {
-            InputFormat::Canonical => canonical::decode(text, &self.settings),
-            InputFormat::Kumomta => kumomta::decode(text, &self.settings),
-            InputFormat::Postfix => return None,
-            InputFormat::Auto => Err(RejectReason::UnknownFormat),
+        let owned = |event: &EventView<'_>| Decoded::Events(vec![event.to_event()]);
+        let result = match self.route(text) {
+            Route::Canonical => canonical::decode(text, &self.settings),
+            Route::Json => {
+                match canonical::decode_detected(text, &self.settings, owned) {
+                    Ok(Some(decoded)) => Ok(decoded),
+                    Ok(None) => kumomta::decode(text, &self.settings),
+                    Err(reason) => Err(reason),
+                }
+            }
+            Route::Kumomta => kumomta::decode(text, &self.settings),
+            Route::Postfix => return None,
+            Route::Unknown => Err(RejectReason::UnknownFormat),
         };
         Some(result.unwrap_or_else(Decoded::Rejected))
     }
@@ -294,7 +324,8 @@ impl Decoder {
                 limit: self.settings.max_record_bytes,
             });
         }
-        let text = match std::str::from_utf8(payload) {
+        // Every message is checked whole, with SIMD.
+        let text = match simdutf8::compat::from_utf8(payload) {
             Ok(t) => Cow::Borrowed(t),
             // Syslog lines carry remote replies byte for byte, and Chinese
             // servers often answer in GBK: a Postfix line keeps its delivery
@@ -328,19 +359,15 @@ fn trim(text: &str) -> &str {
     text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
 }
 
-/// Guesses the format of one message.
-pub fn detect(text: &str) -> InputFormat {
-    if text.starts_with('{') {
-        if kumomta::looks_like(text) {
-            InputFormat::Kumomta
-        } else {
-            InputFormat::Canonical
-        }
-    } else if postfix::looks_like(text) {
-        InputFormat::Postfix
-    } else {
-        InputFormat::Auto
-    }
+/// How a message is read (see [`Decoder::route`]).
+enum Route {
+    Canonical,
+    Kumomta,
+    /// A JSON object in `auto` mode: canonical, unless its keys say it is a
+    /// KumoMTA record.
+    Json,
+    Postfix,
+    Unknown,
 }
 
 /// Reads a timestamp given as RFC 3339 text or as Unix seconds or
