@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::watch;
 
 use bouncelens::config::Config;
@@ -156,6 +156,11 @@ pub fn produce(
         }
         let producer: FutureProducer =
             c.create().context("cannot create the Kafka producer")?;
+        // Ask once before sending, so that a wrong address fails in seconds,
+        // not after every message's timeout.
+        producer.client().fetch_metadata(None, Duration::from_secs(10)).with_context(|| {
+            format!("no Kafka broker at {brokers} answered within 10 s: check --brokers (or kafka.brokers) and that the brokers are running and reachable")
+        })?;
         let mut sent = 0u64;
         for file in files {
             let reader = open_decompressed(file)
@@ -181,26 +186,38 @@ async fn send_lines(
         // Key by syslog host when there is one, so one server's lines stay
         // in order on one partition (the Postfix join needs that).
         let key = syslog_host(&line).map(<[u8]>::to_vec).unwrap_or_default();
-        let producer = producer.clone();
-        let topic = topic.to_string();
+        let sender = producer.clone();
+        let to = topic.to_string();
         pending.push_back(async move {
-            let record = FutureRecord::to(&topic).payload(&line).key(&key);
-            producer.send(record, Duration::from_secs(60)).await.map_err(|(e, _)| e)
+            let record = FutureRecord::to(&to).payload(&line).key(&key);
+            sender.send(record, Duration::from_secs(60)).await.map_err(|(e, _)| e)
         });
         if pending.len() >= 1000 {
             use futures::StreamExt;
             if let Some(r) = pending.next().await {
-                r.context("Kafka did not accept a message")?;
+                r.with_context(|| not_accepted(producer, topic))?;
                 sent += 1;
             }
         }
     }
     use futures::StreamExt;
     while let Some(r) = pending.next().await {
-        r.context("Kafka did not accept a message")?;
+        r.with_context(|| not_accepted(producer, topic))?;
         sent += 1;
     }
     Ok(sent)
+}
+
+/// What to say when the brokers did not take a message in time.
+fn not_accepted(producer: &FutureProducer, topic: &str) -> String {
+    let brokers = producer.client().fetch_metadata(Some(topic), Duration::from_secs(2));
+    let hint = match brokers {
+        Ok(_) => "the brokers answer: check that the topic exists or can be created",
+        Err(_) => {
+            "no broker answered: check --brokers (or kafka.brokers) and that the brokers are running and reachable"
+        }
+    };
+    format!("Kafka did not accept a message for topic {topic} within 60 s; {hint}")
 }
 
 /// The host field of a BSD syslog line (`Mmm dd hh:mm:ss HOST ...`).
@@ -221,35 +238,76 @@ pub fn generate(
     topic: Option<String>,
     brokers: Option<String>,
 ) -> Result<ExitCode> {
+    opts.check().map_err(|why| anyhow::anyhow!("cannot generate {why}"))?;
     let written = match (&topic, &out) {
         (Some(topic), _) => {
             // Through a temporary file, then the same path as `produce`.
             let tmp = generate_spool_path(config)?;
-            {
-                let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-                bouncelens::generate::generate(opts, &mut file)?;
-            }
+            let spooled = generate_to_file(opts, &tmp);
             let brokers = brokers.unwrap_or(config.kafka.brokers.clone());
-            let sent = produce(&brokers, topic, std::slice::from_ref(&tmp), config);
+            let sent = spooled.and_then(|_| {
+                produce(&brokers, topic, std::slice::from_ref(&tmp), config)
+            });
             let _ = std::fs::remove_file(&tmp);
             let sent = sent?;
             eprintln!("sent {sent} events to {topic} at {brokers}");
             sent
         }
-        (None, Some(path)) => {
-            let mut file = std::io::BufWriter::new(
-                std::fs::File::create(path)
-                    .with_context(|| format!("cannot create {}", path.display()))?,
-            );
-            bouncelens::generate::generate(opts, &mut file)?
-        }
+        (None, Some(path)) => generate_to_file(opts, path)?,
         (None, None) => {
             let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-            bouncelens::generate::generate(opts, &mut stdout)?
+            let written = bouncelens::generate::generate(opts, &mut stdout)
+                .and_then(|n| stdout.flush().map(|()| n));
+            match written {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                other => other.context("cannot write the events to standard output")?,
+            }
         }
     };
     eprintln!("{written} events");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Generates into `path`, compressed when its name ends in `.gz` or `.zst`;
+/// a file left half-written by an error is removed.
+fn generate_to_file(
+    opts: &bouncelens::generate::GenerateOptions,
+    path: &std::path::Path,
+) -> Result<u64> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let regular = file.metadata().is_ok_and(|m| m.is_file());
+    let file = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let written = match extension {
+        "gz" => {
+            let mut out =
+                flate2::write::GzEncoder::new(file, flate2::Compression::default());
+            bouncelens::generate::generate(opts, &mut out)
+                .and_then(|n| out.finish()?.flush().map(|()| n))
+        }
+        "zst" => zstd::stream::write::Encoder::new(file, 3).and_then(|mut out| {
+            let n = bouncelens::generate::generate(opts, &mut out)?;
+            out.finish()?.flush().map(|()| n)
+        }),
+        _ => {
+            let mut out = file;
+            bouncelens::generate::generate(opts, &mut out)
+                .and_then(|n| out.flush().map(|()| n))
+        }
+    };
+    written.or_else(|e| {
+        let removed = regular && std::fs::remove_file(path).is_ok();
+        Err(e).with_context(|| {
+            let removed = if removed { " (the partial file was removed)" } else { "" };
+            format!(
+                "cannot write {}{removed}: check the space and permissions there, or choose another --out",
+                path.display()
+            )
+        })
+    })
 }
 
 fn generate_spool_path(config: &Config) -> Result<PathBuf> {

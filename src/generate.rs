@@ -72,9 +72,43 @@ pub struct GenerateOptions {
     pub start_date: NaiveDate,
 }
 
+/// The most organisations [`generate`] makes (each costs memory whatever
+/// the number of events).
+pub const MAX_GENERATED_ORGS: u32 = 100_000;
+/// The most days [`generate`] spreads events over (ten years).
+pub const MAX_GENERATED_DAYS: u32 = 3_660;
+
+impl GenerateOptions {
+    /// Why these options cannot be generated, if they cannot: too many
+    /// organisations or days, or days outside the years that `ingest`
+    /// accepts timestamps from (1970 to 2199).
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_GENERATED_ORGS).contains(&self.orgs) {
+            return Err(format!(
+                "{} organisations: give 1 to {MAX_GENERATED_ORGS}",
+                self.orgs
+            ));
+        }
+        if !(1..=MAX_GENERATED_DAYS).contains(&self.days) {
+            return Err(format!("{} days: give 1 to {MAX_GENERATED_DAYS}", self.days));
+        }
+        let last =
+            self.start_date.checked_add_days(chrono::Days::new(u64::from(self.days - 1)));
+        if self.start_date.year() < 1970 || last.is_none_or(|last| last.year() > 2199) {
+            return Err(format!(
+                "{} days from {}: events must fall within the years 1970 to 2199 (what ingest accepts), so choose another start day or fewer days",
+                self.days, self.start_date
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Writes `opts.events` canonical delivery events to `out` as NDJSON and
-/// returns how many were written.
+/// returns how many were written; options that [`GenerateOptions::check`]
+/// refuses are an [`io::ErrorKind::InvalidInput`] error.
 pub fn generate(opts: &GenerateOptions, out: &mut impl Write) -> io::Result<u64> {
+    opts.check().map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     Generator::new(opts).run(out)
 }
 

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use bouncelens::config::Config;
 use bouncelens::formats::{DecodeSettings, InputFormat, OrgResolver};
+use bouncelens::generate::{MAX_GENERATED_DAYS, MAX_GENERATED_ORGS};
 use bouncelens::taxonomy::{Classifier, Taxonomy};
 
 mod cli;
@@ -172,11 +173,13 @@ enum Command {
         /// How many events.
         #[arg(long, default_value_t = 100_000)]
         events: u64,
-        /// How many organisations (of very different sizes).
-        #[arg(long, default_value_t = 50)]
+        /// How many organisations (of very different sizes), 1 to 100,000.
+        #[arg(long, default_value_t = 50,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GENERATED_ORGS)))]
         orgs: u32,
-        /// Over how many days.
-        #[arg(long, default_value_t = 7)]
+        /// Over how many days, 1 to 3,660.
+        #[arg(long, default_value_t = 7,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GENERATED_DAYS)))]
         days: u32,
         /// The same seed gives the same bytes.
         #[arg(long, default_value_t = 1)]
@@ -184,11 +187,12 @@ enum Command {
         /// First day (YYYY-MM-DD).
         #[arg(long, default_value = "2026-11-01")]
         start: chrono::NaiveDate,
-        /// Write to this file (default: standard output).
+        /// Write to this file (default: standard output); gzip or zstd when
+        /// its name ends in .gz or .zst.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Send to this Kafka topic instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "out")]
         topic: Option<String>,
         /// Brokers for --topic (default: kafka.brokers of the config).
         #[arg(long)]

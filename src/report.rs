@@ -70,6 +70,13 @@ impl Report {
     pub fn title(&self) -> &str {
         self.description.lines().next().unwrap_or("")
     }
+
+    /// Whether the report's rows are cut at `{{limit}}`.
+    pub fn uses_limit(&self) -> bool {
+        self.sql.split("{{").skip(1).any(|rest| {
+            rest.split("}}").next().is_some_and(|param| param.trim() == "limit")
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +274,16 @@ mod tests {
             render(&r, &params()).unwrap(),
             "SELECT 'o''brien & co', '2026-01-01', '2026-01-02', '2025-12-30', 5, 'zh'"
         );
+    }
+
+    #[test]
+    fn a_report_knows_whether_it_is_cut_at_the_limit() {
+        assert!(Report::parse("t", "SELECT 1 LIMIT {{ limit }}", false).uses_limit());
+        assert!(!Report::parse("t", "SELECT {{org}} -- no cut", false).uses_limit());
+        let builtin = load_reports(None).unwrap();
+        let cut: Vec<_> =
+            builtin.iter().filter(|r| r.uses_limit()).map(|r| r.name.as_str()).collect();
+        assert!(cut.contains(&"suppression") && !cut.contains(&"overview"), "{cut:?}");
     }
 
     #[test]

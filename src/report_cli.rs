@@ -48,6 +48,11 @@ async fn session(config: &Config) -> Result<SessionContext> {
     Ok(ctx)
 }
 
+/// Rows a report lists on screen unless `--limit` says otherwise.
+const SCREEN_ROWS: u64 = 100;
+/// "No limit", as the SQL's `LIMIT` takes it.
+const ALL_ROWS: u64 = i64::MAX as u64;
+
 #[derive(clap::Args)]
 pub struct ReportArgs {
     /// The report's name.
@@ -64,9 +69,10 @@ pub struct ReportArgs {
     /// Last day, YYYY-MM-DD, `today` or `yesterday` (default: yesterday).
     #[arg(long)]
     pub to: Option<String>,
-    /// Most rows for reports that list things.
-    #[arg(long, default_value_t = 100)]
-    pub limit: u64,
+    /// Most rows for reports that list things (default: 100 in a table on
+    /// the terminal, all of them in a file or as CSV or JSON).
+    #[arg(long)]
+    pub limit: Option<u64>,
     /// Language of advice and labels.
     #[arg(long, value_enum, default_value = "en")]
     pub lang: Lang,
@@ -107,7 +113,11 @@ pub fn report(config: &Config, args: ReportArgs) -> Result<ExitCode> {
         Some(f) => parse_day(f, config)?,
         None => to,
     };
-    let params = Params { org, from, to, limit: args.limit, lang: args.lang };
+    // A table on screen is for reading: the first rows. An export (a file,
+    // CSV, JSON) is for using: all of them, unless asked otherwise.
+    let on_screen = args.out.is_none() && matches!(args.format, OutputFormat::Table);
+    let limit = args.limit.unwrap_or(if on_screen { SCREEN_ROWS } else { ALL_ROWS });
+    let params = Params { org, from, to, limit, lang: args.lang };
     if args.sql {
         println!("{}", report::render(r, &params)?);
         return Ok(ExitCode::SUCCESS);
@@ -118,7 +128,13 @@ pub fn report(config: &Config, args: ReportArgs) -> Result<ExitCode> {
         anyhow::Ok(report::run(&ctx, r, &params).await?)
     })?;
     write_batches(&batches, args.format, args.out.as_deref())?;
-    if batches.iter().all(|b| b.num_rows() == 0) {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if args.limit.is_none() && on_screen && rows as u64 == SCREEN_ROWS && r.uses_limit() {
+        eprintln!(
+            "the first {SCREEN_ROWS} rows; --limit N for more, or --format csv --out FILE for all"
+        );
+    }
+    if rows == 0 {
         eprintln!(
             "no rows for organisation {:?} from {} to {}; to see what the dataset holds:\n  bouncelens sql --data {} \"SELECT org, min(date), max(date), count(*) FROM deliveries GROUP BY org ORDER BY 4 DESC\"",
             params.org,

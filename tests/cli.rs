@@ -332,3 +332,68 @@ fn a_dataset_of_dead_letters_only_can_be_queried() {
     assert_eq!(code, 2);
     assert!(err.contains("there is no dataset"), "{err}");
 }
+
+#[test]
+fn generate_refuses_what_it_cannot_make_and_compresses_by_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (&["--orgs", "0"][..], "1..=100000"),
+        (&["--days", "100000000"][..], "1..=3660"),
+        (&["--start", "9999-12-31", "--days", "5"][..], "1970 to 2199"),
+        (&["--topic", "t", "--out", "x"][..], "cannot be used with"),
+    ] {
+        let (code, _, err) =
+            run_with_stdin(&[&["generate", "--events", "10"], args].concat(), b"");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    for name in ["e.ndjson", "e.ndjson.gz", "e.ndjson.zst"] {
+        let (code, _, err) =
+            run_with_stdin(&["generate", "--events", "500", "--out", &path(name)], b"");
+        assert_eq!(code, 0, "{err}");
+    }
+    let plain = std::fs::read(path("e.ndjson")).unwrap();
+    let mut gz = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(path("e.ndjson.gz")).unwrap(),
+        ),
+        &mut gz,
+    )
+    .unwrap();
+    let zst =
+        zstd::decode_all(std::fs::File::open(path("e.ndjson.zst")).unwrap()).unwrap();
+    assert_eq!(plain.iter().filter(|b| **b == b'\n').count(), 500);
+    assert!(gz == plain && zst == plain, "compressed output differs from the plain one");
+}
+
+#[test]
+fn a_report_exported_to_a_file_is_not_cut_at_the_screen_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("e.ndjson");
+    let data = dir.path().join("data");
+    let (data, events) = (data.to_str().unwrap(), events.to_str().unwrap());
+    let generate =
+        ["generate", "--events", "20000", "--orgs", "1", "--days", "1", "--out", events];
+    assert_eq!(run_with_stdin(&generate, b"").0, 0);
+    assert_eq!(run_with_stdin(&["ingest", events, "--data", data], b"").0, 0);
+    let org = rows(std::path::Path::new(data), "SELECT DISTINCT org FROM deliveries");
+    assert_eq!(org.len(), 1, "{org:?}");
+    let report = |more: &[&str]| {
+        let base = ["report", "suppression", "--org", &org[0], "--from", "2026-11-01"];
+        let to = ["--to", "2026-11-01", "--data", data];
+        run_with_stdin(&[&base[..], &to, more].concat(), b"")
+    };
+    let file = dir.path().join("remove.csv");
+    let (code, _, err) = report(&["--format", "csv", "--out", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let exported = std::fs::read_to_string(&file).unwrap().lines().count() - 1;
+    assert!(exported > 100, "only {exported} addresses exported");
+    let (code, _, err) = report(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the first 100 rows; --limit N for more"), "{err}");
+    let (_, out, _) = report(&["--format", "csv", "--limit", "7"]);
+    assert_eq!(out.lines().count(), 8, "{out}");
+}
