@@ -21,7 +21,9 @@
 //! - the outcome mix: about 92% delivered, 4% deferred, 3.5% bounced and
 //!   0.5% expired events;
 //! - reply texts that are real ones: the diagnostic texts of
-//!   `tests/fixtures/sisimai-dev.tsv`, the phrases of the built-in taxonomy
+//!   `tests/fixtures/sisimai-dev.tsv` (with the test mailboxes they name
+//!   replaced by the event's recipient; the host names and paths they
+//!   name are kept), the phrases of the built-in taxonomy
 //!   inside realistic SMTP replies, Postfix's own deferral wordings and the
 //!   big providers' acceptance replies;
 //! - the cases the reports look for: CAC spam-channel codes (SDN3, SDN4,
@@ -771,7 +773,8 @@ impl Generator {
                     p.defer_remote
                 } else {
                     self.reply.clear();
-                    self.reply.push_str(pool[self.rng.random_range(0..pool.len())]);
+                    let text = pool[self.rng.random_range(0..pool.len())];
+                    push_addressed_to(&mut self.reply, text, &self.rcpt);
                     false
                 };
                 self.write_event(
@@ -920,7 +923,7 @@ impl Generator {
             }
             let pool = &w.replies.sisimai_defer;
             if r < local + 0.12 && !pool.is_empty() {
-                s.push_str(pool[rng.random_range(0..pool.len())]);
+                push_addressed_to(s, pool[rng.random_range(0..pool.len())], rcpt);
                 return true;
             }
             phrase_reply(rng, s, &w.replies, &w.replies.defer, d, rcpt, epoch);
@@ -981,7 +984,7 @@ impl Generator {
         }
         let pool = &w.replies.sisimai_bounce;
         if rng.random_bool(0.25) && !pool.is_empty() {
-            s.push_str(pool[rng.random_range(0..pool.len())]);
+            push_addressed_to(s, pool[rng.random_range(0..pool.len())], rcpt);
             return true;
         }
         phrase_reply(rng, s, &w.replies, &w.replies.bounce, d, rcpt, epoch);
@@ -1428,6 +1431,35 @@ fn codes_for(
 }
 
 /// A reply around a taxonomy phrase of a category drawn by weight.
+/// Appends a real reply to `s` with every mail address in it replaced by
+/// `rcpt`: the collected replies name the test mailboxes they were
+/// recorded for, which would otherwise show up in reports about other
+/// recipients.
+fn push_addressed_to(s: &mut String, text: &str, rcpt: &str) {
+    let local = |c: char| c.is_ascii_alphanumeric() || "._%+-=".contains(c);
+    let host = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let start = rest[..at]
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !local(*c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let host_len =
+            rest[at + 1..].find(|c: char| !host(c)).unwrap_or(rest.len() - at - 1);
+        let domain = rest[at + 1..at + 1 + host_len].trim_end_matches(['.', '-']);
+        if start == at || !domain.contains('.') {
+            s.push_str(&rest[..=at]);
+            rest = &rest[at + 1..];
+            continue;
+        }
+        s.push_str(&rest[..start]);
+        s.push_str(rcpt);
+        rest = &rest[at + 1 + domain.len()..];
+    }
+    s.push_str(rest);
+}
+
 fn phrase_reply(
     rng: &mut SmallRng,
     s: &mut String,
@@ -1866,6 +1898,29 @@ mod tests {
     use crate::formats::{DecodeSettings, Decoded};
     use crate::taxonomy::Classifier;
 
+    #[test]
+    fn collected_replies_name_the_recipient_not_the_test_mailbox() {
+        let mut s = String::new();
+        push_addressed_to(
+            &mut s,
+            "550 5.7.0 <virusdetected@libsisimai.net>: Recipient address rejected; mail from a@b, to kijitora@example.jp.",
+            "li.wei@qq.com",
+        );
+        assert_eq!(
+            s,
+            "550 5.7.0 <li.wei@qq.com>: Recipient address rejected; mail from a@b, to li.wei@qq.com."
+        );
+        s.clear();
+        push_addressed_to(&mut s, "收件人：用户@例子.中国 不存在 @x.cn", "u@v.cn");
+        assert_eq!(
+            s, "收件人：用户@例子.中国 不存在 @x.cn",
+            "only ASCII addresses are replaced"
+        );
+        s.clear();
+        push_addressed_to(&mut s, "收件人kitty@example.jp不存在", "u@v.cn");
+        assert_eq!(s, "收件人u@v.cn不存在");
+    }
+
     fn options(events: u64, orgs: u32, days: u32, seed: u64) -> GenerateOptions {
         GenerateOptions {
             events,
@@ -1911,9 +1966,14 @@ mod tests {
     fn nothing_asked_nothing_written() {
         assert!(bytes(&options(0, 3, 1, 1)).is_empty());
         assert_eq!(
-            bytes(&options(7, 0, 0, 1)).iter().filter(|&&c| c == b'\n').count(),
+            bytes(&options(7, 1, 1, 1)).iter().filter(|&&c| c == b'\n').count(),
             7
         );
+        for refused in [options(7, 0, 1, 1), options(7, 1, 0, 1), options(7, 1, 4000, 1)]
+        {
+            let err = generate(&refused, &mut Vec::new()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        }
     }
 
     #[test]
