@@ -37,7 +37,7 @@ duck_version=$(python3 -c "import duckdb; print(duckdb.__version__)")
 rm -rf "$work" && mkdir -p "$work"
 "$bl" generate --events "$events" --orgs 200 --days 7 --seed 1 --out "$work/events.ndjson" 2>/dev/null
 size=$(du -m "$work/events.ndjson" | cut -f1)
-echo "data: $events generated events, ${size} MB of NDJSON, 200 organisations, 7 days"
+echo "data: $events generated events, ${size} MiB of NDJSON, 200 organisations, 7 days"
 
 # 1. Ingest: each tool three times, taking turns, best time and highest peak.
 # Written data is flushed first so neither run waits on the other's (or the
