@@ -53,6 +53,12 @@ pub fn ingest(
     classifier: &Classifier,
     inputs: &[String],
 ) -> Result<ExitCode> {
+    // A missing input is found before anything is created under --data.
+    for input in inputs.iter().filter(|i| i.as_str() != "-") {
+        if let Err(e) = std::fs::metadata(input) {
+            bail!("cannot read {input}: {e}; check the path");
+        }
+    }
     let committer = committer(config)?;
     committer.check_writable()?;
     let settings = crate::decode_settings(config)?;
@@ -80,7 +86,11 @@ pub fn ingest(
         all.add(&t);
     }
     println!("{}", serde_json::to_string(&all)?);
-    eprintln!("data written under {}", config.data_dir.display());
+    if all.rows > 0 || all.dead_lettered > 0 {
+        eprintln!("data written under {}", config.data_dir.display());
+    } else {
+        eprintln!("nothing new to write under {}", config.data_dir.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,7 +26,9 @@ use crate::taxonomy::Classifier;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("cannot read {path}: {source}")]
+    #[error(
+        "cannot read {path}: {source}; the lines read before this point that were not yet flushed are not kept. Put a complete copy at the same path and ingest again: what was already written is skipped, so nothing is written twice"
+    )]
     Read { path: String, source: std::io::Error },
     #[error(transparent)]
     Sink(#[from] SinkError),

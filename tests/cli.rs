@@ -397,3 +397,44 @@ fn a_report_exported_to_a_file_is_not_cut_at_the_screen_limit() {
     let (_, out, _) = report(&["--format", "csv", "--limit", "7"]);
     assert_eq!(out.lines().count(), 8, "{out}");
 }
+
+#[test]
+fn ingest_says_what_to_do_with_a_missing_a_damaged_or_an_already_read_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let missing = dir.path().join("no-such.ndjson");
+    let (code, _, err) =
+        run_with_stdin(&["ingest", missing.to_str().unwrap(), "--data", data_arg], b"");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no-such.ndjson") && err.contains("check the path"), "{err}");
+    assert!(!data.exists(), "a missing input created {}", data.display());
+
+    let events = dir.path().join("e.ndjson");
+    let events_arg = events.to_str().unwrap();
+    let generate = ["generate", "--events", "3000", "--out", events_arg];
+    assert_eq!(run_with_stdin(&generate, b"").0, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&std::fs::read(&events).unwrap()).unwrap();
+    let gz = gz.finish().unwrap();
+    let damaged = dir.path().join("e.ndjson.gz");
+    std::fs::write(&damaged, &gz[..gz.len() / 2]).unwrap();
+    let (code, _, err) =
+        run_with_stdin(&["ingest", damaged.to_str().unwrap(), "--data", data_arg], b"");
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("Put a complete copy at the same path and ingest again"),
+        "{err}"
+    );
+    std::fs::write(&damaged, &gz).unwrap();
+    let (code, _, err) =
+        run_with_stdin(&["ingest", damaged.to_str().unwrap(), "--data", data_arg], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("data written under"), "{err}");
+    assert_eq!(scalar(&data, "SELECT count(*) FROM deliveries"), 3000);
+    let (code, _, err) =
+        run_with_stdin(&["ingest", damaged.to_str().unwrap(), "--data", data_arg], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("nothing new to write"), "{err}");
+    assert_eq!(scalar(&data, "SELECT count(*) FROM deliveries"), 3000);
+}
