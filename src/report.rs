@@ -9,7 +9,7 @@
 //! | `{{org}}` | the organisation's `org` partition value (`--org`, lower-cased; see [`org_partition_value`]) |
 //! | `{{from}}`, `{{to}}` | `'YYYY-MM-DD'`, inclusive |
 //! | `{{previous_from}}` | the first day of the period of the same length just before `from` |
-//! | `{{limit}}` | an integer (`--limit`, default 100) |
+//! | `{{limit}}` | an integer (`--limit`; default 100 on screen, no limit in an export) |
 //! | `{{lang}}` | `'en'` or `'zh'`, for advice and labels |
 //!
 //! The built-in reports live in `queries/` and are compiled in; a user
