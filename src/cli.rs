@@ -148,6 +148,9 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// How long a message sent by `produce` may wait for the brokers.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Sends every non-empty line of `files` to `topic`; returns how many.
 pub fn produce(
     brokers: &str,
@@ -160,7 +163,7 @@ pub fn produce(
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", brokers)
             .set("linger.ms", "20")
-            .set("message.timeout.ms", "60000");
+            .set("message.timeout.ms", SEND_TIMEOUT.as_millis().to_string());
         for (k, v) in &config.kafka.librdkafka {
             c.set(k, v);
         }
@@ -200,7 +203,7 @@ async fn send_lines(
         let to = topic.to_string();
         pending.push_back(async move {
             let record = FutureRecord::to(&to).payload(&line).key(&key);
-            sender.send(record, Duration::from_secs(60)).await.map_err(|(e, _)| e)
+            sender.send(record, SEND_TIMEOUT).await.map_err(|(e, _)| e)
         });
         if pending.len() >= 1000 {
             use futures::StreamExt;
@@ -227,7 +230,8 @@ fn not_accepted(producer: &FutureProducer, topic: &str) -> String {
             "no broker answered: check --brokers (or kafka.brokers) and that the brokers are running and reachable"
         }
     };
-    format!("Kafka did not accept a message for topic {topic} within 60 s; {hint}")
+    let secs = SEND_TIMEOUT.as_secs();
+    format!("Kafka did not accept a message for topic {topic} within {secs} s; {hint}")
 }
 
 /// The host field of a BSD syslog line (`Mmm dd hh:mm:ss HOST ...`).

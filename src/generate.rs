@@ -56,6 +56,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::event::Outcome;
+use crate::formats::ACCEPTED_YEARS;
 use crate::taxonomy::codes::{find_enhanced_code, find_reply_code};
 use crate::taxonomy::{Severity, Taxonomy};
 
@@ -96,10 +97,14 @@ impl GenerateOptions {
         }
         let last =
             self.start_date.checked_add_days(chrono::Days::new(u64::from(self.days - 1)));
-        if self.start_date.year() < 1970 || last.is_none_or(|last| last.year() > 2199) {
+        let accepted = |day: NaiveDate| ACCEPTED_YEARS.contains(&day.year());
+        if !accepted(self.start_date) || !last.is_some_and(accepted) {
             return Err(format!(
-                "{} days from {}: events must fall within the years 1970 to 2199 (what ingest accepts), so choose another start day or fewer days",
-                self.days, self.start_date
+                "{} days from {}: events must fall within the years {} to {} (what ingest accepts), so choose another start day or fewer days",
+                self.days,
+                self.start_date,
+                ACCEPTED_YEARS.start(),
+                ACCEPTED_YEARS.end()
             ));
         }
         Ok(())
@@ -1430,7 +1435,6 @@ fn codes_for(
     (smtp, enhanced)
 }
 
-/// A reply around a taxonomy phrase of a category drawn by weight.
 /// Appends a real reply to `s` with every mail address in it replaced by
 /// `rcpt`: the collected replies name the test mailboxes they were
 /// recorded for, which would otherwise show up in reports about other
@@ -1460,6 +1464,7 @@ fn push_addressed_to(s: &mut String, text: &str, rcpt: &str) {
     s.push_str(rest);
 }
 
+/// A reply around a taxonomy phrase of a category drawn by weight.
 fn phrase_reply(
     rng: &mut SmallRng,
     s: &mut String,

@@ -370,6 +370,9 @@ enum Route {
     Unknown,
 }
 
+/// The years an event's time may fall in (see [`parse_timestamp`]).
+pub const ACCEPTED_YEARS: std::ops::RangeInclusive<i32> = 1970..=2199;
+
 /// Reads a timestamp given as RFC 3339 text or as Unix seconds or
 /// milliseconds (a number above 10^11 is taken as milliseconds). A time
 /// outside the years 1970 to 2199 is refused: no delivery happened then,
@@ -378,8 +381,13 @@ pub(crate) fn parse_timestamp(
     value: &canonical::Scalar<'_>,
 ) -> Result<DateTime<Utc>, String> {
     let time = parse_timestamp_unchecked(value)?;
-    if !(1970..=2199).contains(&time.year()) {
-        return Err(format!("{} is outside the years 1970 to 2199", time.to_rfc3339()));
+    if !ACCEPTED_YEARS.contains(&time.year()) {
+        return Err(format!(
+            "{} is outside the years {} to {}",
+            time.to_rfc3339(),
+            ACCEPTED_YEARS.start(),
+            ACCEPTED_YEARS.end()
+        ));
     }
     Ok(time)
 }
